@@ -1,0 +1,46 @@
+"""SimCLR: two augmented views, one encoder, a projection head and NT-Xent.
+
+Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of
+Visual Representations." ICML 2020.
+
+    h = f(x)     backbone features, kept for downstream tasks
+    z = g(h)     2-layer MLP projection, thrown away after training
+    loss = NT-Xent(z1, z2, tau)   with 2(N-1) in-batch negatives per anchor
+"""
+import torch
+
+from ..losses import nt_xent
+from ..models import ProjectionHead
+from ..transforms import recipe
+from .base import Method
+
+
+class SimCLR(Method):
+    name = "simclr"
+    paper = ("Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning "
+             "of Visual Representations. ICML 2020.")
+    summary = "two augmented views, in-batch negatives, NT-Xent on a projection head"
+    # The paper trains with LARS at batch 4096; at batch 256 on CPU, AdamW converges in fewer epochs.
+    defaults = {**Method.defaults}
+
+    def __init__(self, backbone, image_size: int = 32, temperature: float = 0.5, proj_hidden_dim: int = 512,
+                 proj_dim: int = 128, loss_fn=nt_xent, augment=None):
+        """``loss_fn(z1, z2, temperature)`` defaults to NT-Xent; a lab passes the student's own.
+        ``augment`` defaults to SimCLR's recipe for ``image_size``."""
+        super().__init__(backbone)
+        self.temperature = temperature
+        self.proj_hidden_dim, self.proj_dim, self.image_size = proj_hidden_dim, proj_dim, image_size
+        self.projector = ProjectionHead(backbone.out_dim, proj_hidden_dim, proj_dim)
+        self.augment = augment if augment is not None else recipe("simclr", image_size)[0]
+        self.loss_fn = loss_fn
+
+    def training_step(self, images, generator):
+        view1 = self.augment(images, generator)              # (N, C, H, W) float
+        view2 = self.augment(images, generator)
+        z = self.projector(self.backbone(torch.cat([view1, view2])))  # one pass: BN sees both views
+        z1, z2 = z.chunk(2)                                  # (N, proj_dim) each
+        return self.loss_fn(z1, z2, self.temperature)
+
+    def hparams(self):
+        return {"image_size": self.image_size, "temperature": self.temperature,
+                "proj_hidden_dim": self.proj_hidden_dim, "proj_dim": self.proj_dim}
