@@ -591,17 +591,27 @@ RECIPES = {"simclr": _simclr, "moco_v1": _moco_v1, "moco_v2": _moco_v2, "byol": 
            "mae": _mae, "eval": _eval}
 
 
-def recipe(name: str, image_size: int, mean=0.5, std=0.5, blur: bool | None = None) -> tuple[Augment, ...]:
+def recipe(name: str, image_size: int, mean=0.5, std=0.5, blur: bool | None = None,
+           **overrides) -> tuple[Augment, ...]:
     """The paper's augmentations for ``name``: a tuple with one :class:`Augment` per view.
 
     ``blur=None`` keeps the paper's blur on images of at least BLUR_MIN_SIZE px and
-    drops it on smaller ones (see the note above ``BLUR_MIN_SIZE``).
+    drops it on smaller ones (see the note above ``BLUR_MIN_SIZE``). ``overrides`` are
+    :class:`Augment` settings changed in every view, e.g. ``recipe("simclr", 32, gray_p=0.5)``.
     """
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
     image_size = _check_size(image_size, "image_size")
     blur = image_size >= BLUR_MIN_SIZE if blur is None else bool(blur)
-    return RECIPES[name](image_size, mean, std, blur)
+    views = RECIPES[name](image_size, mean, std, blur)
+    if not overrides:
+        return views
+    unknown = set(overrides) - set(vars(views[0]))
+    if unknown:
+        raise ValueError(f"unknown augmentation settings {sorted(unknown)}; known: {sorted(vars(views[0]))}")
+    # An Augment's attributes are its constructor arguments; symmetric views stay one object.
+    changed = {view: Augment(**{**vars(view), **overrides}) for view in views}
+    return tuple(changed[view] for view in views)
 
 
 # ---------------------------------------------------------------- pictures

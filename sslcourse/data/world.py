@@ -29,8 +29,6 @@ background). Clutter lies behind every object.
 """
 import dataclasses
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import atomic_write
 from . import DATA_ROOT, ImageDataset
 
 CLASSES = ["circle", "triangle", "square", "star", "plus",
@@ -501,17 +500,7 @@ def _cached(root: Path, name: str, cache: bool, make) -> dict:
             pass  # a broken file (e.g. a full disk): regenerate and overwrite it
     data = make()
     if cache:
-        root.mkdir(parents=True, exist_ok=True)
-        # Write next to the target, then rename: a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **data)
-            os.chmod(tmp, 0o644)        # mkstemp makes it private; a data folder is shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **data))
     return data
 
 
