@@ -256,3 +256,16 @@ def test_bad_input_raises_clearly(call, error, message):
     with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")
                        .replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_recipe_overrides_change_every_view_and_keep_symmetric_views_one_object():
+    recipe = T.recipe
+    plain = recipe("simclr", 32)
+    first, second = recipe("simclr", 32, gray_p=0.5, scale=(0.2, 1.0))
+    assert first is second and first.gray_p == 0.5 and first.scale == (0.2, 1.0)
+    assert plain[0].gray_p == 0.2 and plain[0].jitter == first.jitter   # the rest is the paper's
+    byol = recipe("byol", 32, gray_p=0.0)
+    assert byol[0] is not byol[1] and byol[0].gray_p == byol[1].gray_p == 0.0
+    assert (byol[0].solarize_p, byol[1].solarize_p) == (0.0, 0.2)
+    with pytest.raises(ValueError, match=r"unknown augmentation settings \['grey_p'\]"):
+        recipe("simclr", 32, grey_p=0.5)
