@@ -32,6 +32,7 @@ lectures: setup
 
 bench: setup
 	$(PY) benchmarks/bench_augment.py
+	$(PY) benchmarks/bench_moco_vs_simclr.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

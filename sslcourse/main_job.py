@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .data import DATA_ROOT, load_dataset
 from .evaluation import evaluate, extract_features
-from .methods import build_method
+from .methods import METHODS
 from .models import build_backbone
 from .trainer import train
 from .utils import resolve_device, seed_everything
@@ -39,9 +39,10 @@ def run(method: str = "simclr", dataset: str = "world", backbone: str = "convnet
     data = load_dataset(dataset, root=Path(data_dir), seed=seed, n_train=n_train, n_test=n_test,
                         download=download)
     out = Path(out) if out is not None else default_out(method, dataset)
-    net = build_backbone(backbone, channels=data.channels)
-    model = build_method(method, net, image_size=data.image_size)
-    random_init = copy.deepcopy(net)  # the same initial weights, never trained: the baseline
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}")
+    model = METHODS[method].for_data(build_backbone(backbone, channels=data.channels), data)
+    random_init = copy.deepcopy(model.backbone)  # the same initial weights, never trained: the baseline
     if progress:
         print(f"{method} on {data} with a {backbone} on {device}; writing to {out}")
     history = train(model, data, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,

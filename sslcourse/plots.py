@@ -3,6 +3,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .analysis import intra_inter_distances
+
 
 def to_display(images) -> np.ndarray:
     """(N, C, H, W) uint8 or float tensor/array -> (N, H, W, C) float in [0, 1] for imshow."""
@@ -41,16 +43,12 @@ def show_images(images, titles=None, ncols: int = 8, size: float = 1.3, suptitle
 
 def pairwise_cosine_distances(features, labels, max_points: int = 1000, seed: int = 0):
     """Cosine distances (1 - cos) of all pairs among up to ``max_points`` samples, split
-    into same-class and different-class pairs: two 1-D numpy arrays."""
-    features, labels = torch.as_tensor(features).float(), torch.as_tensor(labels)
-    if len(features) > max_points:
-        keep = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:max_points]
-        features, labels = features[keep], labels[keep]
-    f = torch.nn.functional.normalize(features, dim=1)
-    distance = 1 - f @ f.T
-    upper = torch.triu(torch.ones_like(distance, dtype=torch.bool), diagonal=1)
-    same = labels[:, None] == labels[None, :]
-    return distance[upper & same].numpy(), distance[upper & ~same].numpy()
+    into same-class and different-class pairs: two 1-D numpy arrays.
+
+    ``sslcourse.analysis.intra_inter_distances`` computes them; this accepts arrays too."""
+    intra, inter = intra_inter_distances(torch.as_tensor(features).detach().float(),
+                                         torch.as_tensor(labels), max_points, seed)
+    return intra.numpy(), inter.numpy()
 
 
 def plot_distance_distributions(features_by_name: dict, labels, max_points: int = 1000, seed: int = 0):
@@ -87,4 +85,74 @@ def plot_tsne(features_by_name: dict, labels, classes=None, max_points: int = 10
         fig.tight_layout(rect=(0, 0, 0.86, 1))
     else:
         fig.tight_layout()
+    return fig
+
+
+def plot_retrieval(query_images, gallery_images, neighbour_indices, query_labels=None, gallery_labels=None,
+                   size: float = 1.2):
+    """One row per query: the query, then its k nearest gallery images in order.
+
+    neighbour_indices: (M, k) gallery rows, e.g. ``nearest_neighbours(...).indices``.
+    With both label sets, each neighbour gets a green frame when it shares the query's
+    class and a red one otherwise, and the row's title counts the hits.
+    """
+    index = torch.as_tensor(neighbour_indices)
+    if index.ndim != 2 or len(index) != len(query_images):
+        raise ValueError(f"neighbour_indices must be (M, k) with M={len(query_images)} queries, "
+                         f"got shape {tuple(index.shape)}")
+    if len(index) and (index.min() < 0 or index.max() >= len(gallery_images)):
+        raise ValueError(f"neighbour_indices must lie in [0, {len(gallery_images)}), the gallery's rows")
+    judged = query_labels is not None and gallery_labels is not None
+    queries, gallery = to_display(query_images), to_display(gallery_images)
+    m, k = index.shape
+    fig, axes = plt.subplots(m, k + 1, figsize=(size * (k + 1), size * m * 1.15), squeeze=False)
+    for row in range(m):
+        panels = [(queries[row], "query", "black")]
+        for rank, j in enumerate(index[row].tolist()):
+            same = judged and int(gallery_labels[j]) == int(query_labels[row])
+            colour = ("tab:green" if same else "tab:red") if judged else "black"
+            panels.append((gallery[j], str(rank + 1), colour))
+        for ax, (picture, title, colour) in zip(axes[row], panels):
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=7, color=colour)
+            for spine in ax.spines.values():
+                spine.set_color(colour)
+                spine.set_linewidth(2.5 if colour != "black" else 0.5)
+        if judged:
+            hits = sum(int(gallery_labels[j]) == int(query_labels[row]) for j in index[row].tolist())
+            axes[row, 0].set_ylabel(f"{hits}/{k} same class", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectrum(spectra_by_name: dict, ax=None):
+    """Singular values of the embedding covariance against their rank, log scale, one line
+    per embedding (``sslcourse.analysis.singular_values``; Jing et al. ICLR 2022, Fig. 1).
+    Values that are exactly 0 cannot be drawn on a log scale and leave the line early."""
+    fig, ax = plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax)
+    for name, spectrum in spectra_by_name.items():
+        s = np.asarray(torch.as_tensor(spectrum).detach().cpu(), dtype=float)
+        ax.plot(np.arange(1, len(s) + 1), np.where(s > 0, s, np.nan), label=name)
+    ax.set(yscale="log", xlabel="singular value rank", ylabel="singular value (log scale)",
+           title="spectrum of the embedding covariance")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_max_min_ratio(dims, ratios_by_name: dict, ax=None):
+    """(D_max - D_min) / D_min against the embedding dimension, one line per embedding
+    (``sslcourse.analysis.max_min_distance_ratio``; Chen et al. NeurIPS 2022)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax)
+    for name, ratios in ratios_by_name.items():
+        if len(ratios) != len(dims):
+            raise ValueError(f"{name!r} has {len(ratios)} ratios for {len(dims)} dimensions")
+        ax.plot(dims, ratios, marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="embedding dimension", ylabel="(D_max - D_min) / D_min",
+           title="relative contrast of distances")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

@@ -70,6 +70,12 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
     if not isinstance(cfg["batch_size"], int) or not 2 <= cfg["batch_size"] <= n:
         raise ValueError(f"batch_size must be an integer between 2 and the training set size {n}, "
                          f"got {cfg['batch_size']!r}")
+    unknown = set(method.batch_extras) - {"index", "labels"}
+    if unknown:
+        raise ValueError(f"{method.name}.batch_extras asks for {sorted(unknown)}; the trainer gives 'index' and 'labels'")
+    labels = data.train_labels
+    if "labels" in method.batch_extras and labels is None:
+        raise ValueError(f"{method.name} is supervised and needs training labels, but {data.name} has none")
     device = resolve_device(device)
     on_cuda = device.type == "cuda"
     method.to(device)
@@ -118,12 +124,14 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
                 global_step = epoch * steps_per_epoch + step
                 for group in opt.param_groups:
                     group["lr"] = lr_at(global_step, total_steps, warmup_steps, cfg["lr"])
-                images = data.train_images[order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]]
-                images = images.to(device, non_blocking=True)
+                index = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
+                images = data.train_images[index].to(device, non_blocking=True)
                 if on_cuda:
                     images = images.contiguous(memory_format=torch.channels_last)
+                extras = {"index": index.to(device), "labels": labels[index].to(device) if labels is not None else None}
+                extras = {key: extras[key] for key in method.batch_extras}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-                    loss = method.training_step(images, generator)
+                    loss = method.training_step(images, generator, **extras)
                 if not torch.isfinite(loss):
                     where = f"the checkpoint in {checkpoint_path.parent}" if checkpoint_path else "no checkpoint"
                     raise TrainingDiverged(

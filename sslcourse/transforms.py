@@ -640,3 +640,80 @@ def show_views(images: torch.Tensor, augment, generator: torch.Generator, n_view
     grid = torch.stack([originals, *views], dim=1).flatten(0, 1)  # row-major: image, its views
     titles = (["original"] + [f"view {j + 1}" for j in range(n_views)]) * len(images)
     return show_images(grid, titles=titles, ncols=n_views + 1)
+
+
+# ---------------------------------------------------------------- colour spaces
+#
+# CIE L*a*b* from sRGB with the D65 white point (IEC 61966-2-1 for sRGB; CIE 15:2004 for
+# Lab). L (0..100) is lightness; a (green -> red) and b (blue -> yellow) carry the colour,
+# roughly within -110..110 for sRGB colours. CMC contrasts L with ab, and colorization
+# predicts ab from L. The steps, both ways:
+#
+#     sRGB --gamma--> linear RGB --matrix--> XYZ --(divide by white, cube root)--> Lab
+#
+# The white point is the matrix's image of linear (1, 1, 1), (0.95047, 1.00000, 1.08883),
+# so sRGB white maps to exactly L = 100, a = b = 0.
+
+# Linear sRGB -> XYZ (D65), the matrix of Lindbloom's tables, from the sRGB primaries.
+RGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375),
+              (0.2126729, 0.7151522, 0.0721750),
+              (0.0193339, 0.1191920, 0.9503041))
+_LAB_DELTA = 6.0 / 29.0   # the CIE's knee: f is a cube root above delta^3, linear below
+
+
+def _check_colour_images(x, name: str) -> torch.Tensor:
+    check_tensor(x, name, floating=True)
+    if x.ndim < 3 or x.shape[-3] != 3:
+        raise ValueError(f"{name} must have 3 channels in dimension -3, as (N, 3, H, W) or (3, H, W), "
+                         f"got shape {tuple(x.shape)}")
+    return x
+
+
+def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 ``matrix`` to the channels (dim -3) of ``x``.
+
+    A broadcast product and a sum, not einsum: autocast would run einsum in bf16 on a GPU.
+    """
+    m = matrix.to(x.device, x.dtype).view(3, 3, 1, 1)
+    return (m * x.unsqueeze(-4)).sum(dim=-3)              # (..., 3, 3, H, W) summed over the input channel
+
+
+def _rgb_to_xyz_matrix() -> torch.Tensor:
+    return torch.tensor(RGB_TO_XYZ, dtype=torch.float64)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], (..., 3, H, W) float -> CIE Lab (D65): L in [0, 100], a and b about [-110, 110].
+
+    Values outside [0, 1] are clamped first (sRGB has no colours there).
+    """
+    _check_colour_images(rgb, "rgb")
+    c = rgb.clamp(0.0, 1.0)
+    # Undo the sRGB gamma; clamp_min keeps pow away from 0, whose gradient would be infinite.
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+    matrix = _rgb_to_xyz_matrix()
+    white = matrix.sum(dim=1).to(rgb.device, rgb.dtype).view(3, 1, 1)   # XYZ of sRGB white
+    t = _mix(matrix, linear) / white
+    knee = _LAB_DELTA ** 3
+    f = torch.where(t > knee, t.clamp_min(knee) ** (1.0 / 3.0), t / (3 * _LAB_DELTA ** 2) + 4.0 / 29.0)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """CIE Lab (D65), (..., 3, H, W) float -> sRGB; the inverse of :func:`rgb_to_lab`.
+
+    Not every (L, a, b) is an sRGB colour (a predicted ab may fall outside the gamut):
+    ``clamp=True`` clips the result to [0, 1], ``clamp=False`` returns it as computed.
+    """
+    _check_colour_images(lab, "lab")
+    light, a, b = lab.unbind(-3)
+    fy = (light + 16.0) / 116.0
+    f = torch.stack([fy + a / 500.0, fy, fy - b / 200.0], dim=-3)
+    t = torch.where(f > _LAB_DELTA, f ** 3, 3 * _LAB_DELTA ** 2 * (f - 4.0 / 29.0))
+    matrix = _rgb_to_xyz_matrix()
+    white = matrix.sum(dim=1).to(lab.device, lab.dtype).view(3, 1, 1)
+    linear = _mix(torch.linalg.inv(matrix), t * white)
+    c = torch.where(linear <= 0.0031308, 12.92 * linear,
+                    1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
+    return c.clamp(0.0, 1.0) if clamp else c

@@ -21,7 +21,7 @@ def test_resnet18_keeps_resolution_in_its_cifar_stem():
 
 @pytest.mark.parametrize("call,message", [
     (lambda: build_backbone("vgg"), "unknown backbone 'vgg'; choose one of: convnet, resnet18"),
-    (lambda: build_backbone("convnet", channels=2), "channels must be 1 or 3"),
+    (lambda: build_backbone("convnet", channels=4), "channels must be 1, 2 or 3, got 4"),
     (lambda: MLPHead(8, 8, 8, num_layers=0), "num_layers must be >= 1"),
 ])
 def test_bad_arguments(call, message):

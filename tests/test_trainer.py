@@ -113,3 +113,38 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def test_missing_checkpoint_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+class RecordsExtras(Method):
+    """A method whose loss is a plain linear score, recording what the trainer passed it."""
+    name = "records_extras"
+
+    def __init__(self, backbone, batch_extras=()):
+        super().__init__(backbone)
+        self.batch_extras, self.seen = tuple(batch_extras), []
+
+    def training_step(self, images, generator, **extras):
+        self.seen.append((images.clone(), extras))
+        return self.backbone(images.float()).mean()
+
+
+def test_trainer_passes_the_extras_a_method_asks_for(small_world):
+    method = RecordsExtras(build_backbone("convnet"), batch_extras=("index", "labels"))
+    train(method, small_world, epochs=1, batch_size=128, knn_every=0, progress=False)
+    assert len(method.seen) == len(small_world.train_images) // 128
+    for images, extras in method.seen:
+        assert set(extras) == {"index", "labels"}
+        assert torch.equal(images, small_world.train_images[extras["index"]])
+        assert torch.equal(extras["labels"], small_world.train_labels[extras["index"]])
+    plain = RecordsExtras(build_backbone("convnet"))
+    train(plain, small_world, epochs=1, batch_size=256, knn_every=0, progress=False)
+    assert all(extras == {} for _, extras in plain.seen)
+
+
+def test_trainer_rejects_unknown_extras_and_missing_labels(small_world):
+    with pytest.raises(ValueError, match=r"asks for \['colour'\]"):
+        train(RecordsExtras(build_backbone("convnet"), ("colour",)), small_world, epochs=1, progress=False)
+    unlabeled = type(small_world)(small_world.name, small_world.train_images, None, small_world.test_images, None,
+                                  small_world.classes)
+    with pytest.raises(ValueError, match="is supervised and needs training labels"):
+        train(RecordsExtras(build_backbone("convnet"), ("labels",)), unlabeled, epochs=1, progress=False)

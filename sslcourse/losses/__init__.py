@@ -1,6 +1,19 @@
 """Self-supervised objectives, one function each, named after their paper."""
+from .cmc import cmc
+from .cpc import cpc
+from .dcl import dcl
+from .debiased import debiased_nt_xent
+from .drlim import contrastive_margin, triplet
+from .hcl import hcl
 from .info_nce import info_nce, info_nce_logits
+from .infomax import deep_infomax
+from .instdisc import instdisc_nce, nce_normalizer, nonparametric_softmax
+from .large_margin import distance_polarization
+from .low_rank import low_rank_penalty
 from .nt_xent import nt_xent
 from .similarity import cosine_similarity_matrix
+from .supcon import supcon
 
-__all__ = ["cosine_similarity_matrix", "info_nce", "info_nce_logits", "nt_xent"]
+__all__ = ["cmc", "cpc", "deep_infomax", "instdisc_nce", "nce_normalizer", "nonparametric_softmax",
+           "contrastive_margin", "cosine_similarity_matrix", "dcl", "debiased_nt_xent", "distance_polarization", "hcl",
+           "info_nce", "info_nce_logits", "low_rank_penalty", "nt_xent", "supcon", "triplet"]

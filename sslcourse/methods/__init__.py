@@ -1,9 +1,22 @@
 """The registry of methods: adding one is a file and a line here."""
 from .base import Method
+from .cmc import CMC
+from .cpc import CPC
+from .dim import DIM
+from .instdisc import InstDisc
+from .moco import MoCo, MoCoV1
 from .simclr import SimCLR
+from .simclr_v2 import SimCLRv2
+from .simclr_variants import DCL, HCL, Debiased, LargeMargin, LowDim, SupCon
 
 METHODS: dict[str, type[Method]] = {
     SimCLR.name: SimCLR,
+    SimCLRv2.name: SimCLRv2,
+    MoCoV1.name: MoCoV1,
+    MoCo.name: MoCo,
+    DCL.name: DCL, Debiased.name: Debiased, HCL.name: HCL, SupCon.name: SupCon,
+    LargeMargin.name: LargeMargin, LowDim.name: LowDim,
+    InstDisc.name: InstDisc, CPC.name: CPC, DIM.name: DIM, CMC.name: CMC,
 }
 
 
@@ -14,4 +27,5 @@ def build_method(name: str, backbone, **hparams) -> Method:
     return METHODS[name](backbone, **hparams)
 
 
-__all__ = ["METHODS", "Method", "SimCLR", "build_method"]
+__all__ = ["CMC", "CPC", "DCL", "DIM", "InstDisc", "HCL", "METHODS", "Debiased", "LargeMargin", "LowDim", "Method", "MoCo", "MoCoV1", "SimCLR",
+           "SimCLRv2", "SupCon", "build_method"]

@@ -4,6 +4,10 @@ A method owns its backbone, its heads, its augmentation recipe and its objective
 The trainer only calls ``training_step`` (and ``on_step_end`` after each optimiser
 step, where momentum encoders and queues update), so adding a method is one file
 plus a line in the registry of ``sslcourse/methods/__init__.py``.
+
+A method that needs more than the images names it in ``batch_extras``; the trainer then
+passes it to ``training_step`` by keyword: ``index`` (each image's position in the
+training set, for a memory bank) or ``labels`` (for supervised contrastive learning).
 """
 import torch
 from torch import nn
@@ -16,16 +20,22 @@ class Method(nn.Module):
     # Training defaults, adapted from the paper to small images and short CPU runs.
     defaults: dict = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 256,
                       "epochs": 30, "warmup_epochs": 2}
+    batch_extras: tuple = ()  # any of "index", "labels"
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
 
-    def training_step(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @classmethod
+    def for_data(cls, backbone: nn.Module, data, **hparams) -> "Method":
+        """Build the method for a data set (its image size; a memory bank also needs its length)."""
+        return cls(backbone, **{"image_size": data.image_size, **hparams})
+
+    def training_step(self, images: torch.Tensor, generator: torch.Generator, **extras) -> torch.Tensor:
         """images: (N, C, H, W) uint8 batch on the training device -> scalar loss.
 
         Draw every random choice (augmentations) from ``generator`` so that a seed
-        reproduces the run.
+        reproduces the run. ``extras`` holds what ``batch_extras`` asks for, as (N,) tensors.
         """
         raise NotImplementedError
 

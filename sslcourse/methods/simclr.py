@@ -41,11 +41,15 @@ class SimCLR(Method):
         self.augment = augment if augment is not None else recipe("simclr", image_size, gray_p=gray_p)[0]
         self.loss_fn = loss_fn
 
-    def training_step(self, images, generator):
+    def training_step(self, images, generator, **extras):
         view1 = self.augment(images, generator)              # (N, C, H, W) float
         view2 = self.augment(images, generator)
         z = self.projector(self.backbone(torch.cat([view1, view2])))  # one pass: BN sees both views
         z1, z2 = z.chunk(2)                                  # (N, proj_dim) each
+        return self.loss(z1, z2, **extras)
+
+    def loss(self, z1, z2, **extras):
+        """The objective on the two views' projections: all that SimCLR's variants change."""
         return self.loss_fn(z1, z2, self.temperature)
 
     def hparams(self):

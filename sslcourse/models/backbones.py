@@ -68,6 +68,6 @@ def build_backbone(name: str = "convnet", channels: int = 3) -> nn.Module:
     """Build a backbone by name; see ``BACKBONES`` for the choices."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if channels not in (1, 2, 3):   # 2: the ab channels of Lab, for CMC
+        raise ValueError(f"channels must be 1, 2 or 3, got {channels!r}")
     return BACKBONES[name](channels=channels)
