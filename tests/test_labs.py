@@ -1,8 +1,9 @@
 """The lab pipeline end to end: build, grade, release, and a student's run.
 
 One module-scoped build serves every test. The submissions under tests/submissions/
-are graded in a single `tools/labs.py grade` run, as `make grade` would, together with
-the solution (full marks) and the untouched student notebook (zero).
+(lab 05) and tests/submissions/06_moco/ (lab 06) are graded in one `tools/labs.py grade`
+run per lab, as `make grade` would, together with the solution (full marks) and the
+untouched student notebook (zero).
 """
 import csv
 import importlib.util
@@ -26,6 +27,11 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6"]
 FULL = {"q1": 2, "q2": 3, "q3": 3, "q4": 3, "q5": 2, "q6": 3}
 ENV = {**os.environ, "SSLCOURSE_QUICK": "1", "PYTHONHASHSEED": "0"}
+
+MOCO_LAB = "06_moco"
+MOCO_SUBMISSIONS = SUBMISSIONS / MOCO_LAB
+MOCO_QUESTIONS = ["q1", "q2", "q3", "q4"]
+MOCO_FULL = {"q1": 3, "q2": 3, "q3": 2, "q4": 3}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -80,13 +86,15 @@ def load_description(path: Path):
     return module
 
 
-def descriptions():
-    return {p.stem: load_description(p) for p in sorted(SUBMISSIONS.glob("*.py"))}
+def descriptions(folder=SUBMISSIONS):
+    return {p.stem: load_description(p) for p in sorted(folder.glob("*.py"))}
 
 
-def test_every_description_is_complete():
-    for name, d in descriptions().items():
-        assert set(d.EXPECTED) == set(QUESTIONS), f"{name}: EXPECTED must give a score for each of {QUESTIONS}"
+@pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS)])
+def test_every_description_is_complete(folder, questions):
+    assert descriptions(folder)
+    for name, d in descriptions(folder).items():
+        assert set(d.EXPECTED) == set(questions), f"{name}: EXPECTED must give a score for each of {questions}"
         assert d.__doc__, f"{name}: say in its docstring what the submission does"
 
 
@@ -114,6 +122,26 @@ def test_labcheck_tripwire_catches_aliases_and_spares_the_tests():
         expected = labcheck.reference("sslcourse.losses.nt_xent.nt_xent")(z, z)   # the tests' own access
     assert torch.allclose(alias(z, z), expected)                                    # disarmed again
     assert "sslcourse.losses.nt_xent.nt_xent" in labcheck.TRIPPED
+
+
+def test_labcheck_tripwire_on_a_decorated_reference_keeps_the_decorator_for_the_tests():
+    """momentum_update is wrapped by @torch.no_grad(): the tripwire goes on the function inside,
+    which the library's default hooks (bound when MoCo was defined) reach too."""
+    import labcheck
+    import torch
+    from torch import nn
+    from sslcourse.methods.momentum import Queue, momentum_update
+
+    labcheck.guard(["sslcourse.methods.momentum.momentum_update", "sslcourse.methods.momentum.enqueue"])
+    online, target = nn.Linear(3, 2), nn.Linear(3, 2).requires_grad_(False)
+    with labcheck.armed():
+        with pytest.raises(labcheck.ReferenceCallError, match="momentum.momentum_update"):
+            momentum_update(online, target, 0.5)
+        with pytest.raises(labcheck.ReferenceCallError, match="momentum.enqueue"):
+            Queue(8, 2).push(torch.randn(3, 2))
+        labcheck.reference("sslcourse.methods.momentum.momentum_update")(online, target, 0.0)   # the tests' access
+    assert torch.equal(target.weight, online.weight)
+    momentum_update(online, target, 1.0)                                                       # disarmed again
 
 
 def test_labcheck_time_limit_and_loop_detection():
@@ -187,28 +215,33 @@ def test_autograder_bundle_holds_every_test(built):
 # ----------------------------------------------------------------------------------------
 # Grading: one batch, every submission.
 
-@pytest.fixture(scope="module")
-def grades(built, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("submissions")
-    shutil.copy(built.solution_notebook, folder / "solution.ipynb")
-    shutil.copy(built.student_notebook, folder / "empty.ipynb")
-    for name, d in descriptions().items():
+def grade_all(lab, described, empty, folder, *options):
+    """Grade the solution, the untouched student notebook and every description in one run."""
+    shutil.copy(lab.solution_notebook, folder / "solution.ipynb")
+    shutil.copy(lab.student_notebook, folder / "empty.ipynb")
+    for name, d in described.items():
         if hasattr(d, "RAW"):
             (folder / f"{name}.ipynb").write_bytes(d.RAW)
             continue
-        nb = filled(built, getattr(d, "ANSWERS", {}), getattr(d, "EMPTY", {"q6"}))
+        nb = filled(lab, getattr(d, "ANSWERS", {}), getattr(d, "EMPTY", empty))
         if hasattr(d, "tamper"):
             d.tamper(nb)
         nbformat.write(nb, folder / f"{name}.ipynb")
     out = folder.parent / f"{folder.name}-grades.csv"
-    run_tool("grade", folder, "--lab", LAB, "--out", out, "--jobs", 2, "--test-timeout", 4, "--timeout", 400)
+    run_tool("grade", folder, "--lab", lab.name, "--out", out, "--jobs", 2, *options)
     with open(out) as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     return rows, out
 
 
-def scores(row):
-    return {q: float(row[q]) for q in QUESTIONS}
+@pytest.fixture(scope="module")
+def grades(built, tmp_path_factory):
+    return grade_all(built, descriptions(), {"q6"}, tmp_path_factory.mktemp("submissions"),
+                     "--test-timeout", 4, "--timeout", 400)
+
+
+def scores(row, questions=QUESTIONS):
+    return {q: float(row[q]) for q in questions}
 
 
 def test_grades_csv_has_one_row_per_student_and_a_column_per_question(grades):
@@ -303,14 +336,13 @@ print("ok")
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_student_notebook_with_solutions_passes_every_check_in_the_release(built, release, tmp_path):
+def run_in_release(lab, release, folder, questions):
     """A student's run: the release's library (stubs included), the master's answers typed in."""
     from nbclient import NotebookClient
 
-    folder = tmp_path / "student"
     folder.mkdir()
-    nb = filled(built)
-    path = folder / f"{LAB}.ipynb"
+    nb = filled(lab)
+    path = folder / f"{lab.name}.ipynb"
     nbformat.write(nb, path)       # otter.Notebook reads the public tests from the saved file
     env = {**ENV, "PYTHONPATH": str(release)}
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
@@ -321,6 +353,81 @@ def test_student_notebook_with_solutions_passes_every_check_in_the_release(built
         if cell.cell_type == "code" and cell.source.startswith("grader.check("):
             text = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in cell.outputs)
             checks[cell.source] = text
-    assert len(checks) == len(QUESTIONS)
+    assert len(checks) == len(questions)
     for source, text in checks.items():
         assert "passed" in text.lower() and "failed" not in text.lower(), f"{source}: {text}"
+
+
+def test_student_notebook_with_solutions_passes_every_check_in_the_release(built, release, tmp_path):
+    run_in_release(built, release, tmp_path / "student", QUESTIONS)
+
+
+# ----------------------------------------------------------------------------------------
+# Lab 06 (MoCo): the same pipeline on a second lab, whose functions are library code
+# decorated with @torch.no_grad() and whose run plugs the student's functions into MoCo.
+
+@pytest.fixture(scope="module")
+def moco_built(built):
+    return labs.find_lab(MOCO_LAB)
+
+
+def test_moco_student_notebook_and_autograder_bundle(moco_built):
+    import zipfile
+    nb = nbformat.read(moco_built.student_notebook, as_version=4)
+    student = "\n".join([cell.source for cell in nb.cells] + list(nb.metadata["otter"]["tests"].values()))
+    solution = nbformat.read(moco_built.solution_notebook, as_version=4)
+    for marker in ("BEGIN SOLUTION", "labcheck", "hidden=True", "keys.to(queue.dtype)",
+                   'queue_size=MOCO["queue_size"]'):
+        assert marker not in student, f"the student notebook contains {marker!r}"
+    assert 'queue_size=MOCO["queue_size"]' in "\n".join(cell.source for cell in solution.cells)
+    assert list(answer_cells(nb)) == MOCO_QUESTIONS
+    assert sorted(nb.metadata["otter"]["tests"]) == MOCO_QUESTIONS
+    with zipfile.ZipFile(moco_built.autograder) as zf:
+        q3 = zf.read("tests/q3.py").decode()
+        assert json.loads(zf.read("lab.json"))["students_write"] == [
+            "sslcourse.methods.momentum.momentum_update", "sslcourse.methods.momentum.enqueue"]
+    assert "hidden=True" in q3 and "info_nce_logits" in q3
+    assert labs.questions(moco_built.autograder) == MOCO_FULL
+
+
+@pytest.fixture(scope="module")
+def moco_grades(moco_built, tmp_path_factory):
+    return grade_all(moco_built, descriptions(MOCO_SUBMISSIONS), {"q4"}, tmp_path_factory.mktemp("moco"),
+                     "--test-timeout", 60, "--timeout", 400)
+
+
+def test_moco_solution_gets_full_marks_and_empty_notebook_zero(moco_grades):
+    rows, out = moco_grades
+    assert out.read_text().splitlines()[0].split(",") == ["student", *MOCO_QUESTIONS, "total", "notes"]
+    assert set(rows) == {"solution", "empty", *descriptions(MOCO_SUBMISSIONS)}
+    assert scores(rows["solution"], MOCO_QUESTIONS) == MOCO_FULL, rows["solution"]
+    assert scores(rows["empty"], MOCO_QUESTIONS) == {q: 0 for q in MOCO_QUESTIONS}, rows["empty"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in MOCO_SUBMISSIONS.glob("*.py")))
+def test_moco_broken_submission_gets_expected_score(moco_grades, name):
+    row = moco_grades[0][name]
+    d = descriptions(MOCO_SUBMISSIONS)[name]
+    assert scores(row, MOCO_QUESTIONS) == {q: float(v) for q, v in d.EXPECTED.items()}, row
+    assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
+
+
+def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
+    """Read, not run: test_release_library_imports_and_stubs_name_the_lab already imports every
+    module of the release and calls stubs, and the student's run below trains MoCo in it."""
+    import ast
+    source = (release / "sslcourse" / "methods" / "momentum.py").read_text()
+    functions = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    for name, arguments in [("momentum_update", ["online", "target", "momentum"]),
+                            ("enqueue", ["queue", "pointer", "keys"])]:
+        node = functions[name]
+        assert [a.arg for a in node.args.args] == arguments and ast.get_docstring(node), name
+        assert [ast.unparse(statement) for statement in node.body[1:]] == \
+            [f"raise ExerciseNotDone({name!r}, {MOCO_LAB!r})"], f"{name} is not a stub naming lab {MOCO_LAB}"
+    assert "def momentum_copy" in source and "class Queue" in source     # the rest of the module is kept
+    assert (release / "labs" / MOCO_LAB / f"{MOCO_LAB}.ipynb").exists()
+
+
+def test_moco_student_notebook_with_solutions_passes_every_check_in_the_release(moco_built, release, tmp_path):
+    """MoCo runs in the release only with the student's three functions plugged in."""
+    run_in_release(moco_built, release, tmp_path / "student", MOCO_QUESTIONS)

@@ -87,17 +87,22 @@ def _tripwire(*args, **kwargs):
 
 
 def guard(qualnames) -> None:
-    """Register the reference functions that student answers must not call."""
+    """Register the reference functions that student answers must not call.
+
+    A decorated reference (``@torch.no_grad()``) is guarded through the function it wraps:
+    the decorator's wrapper is a closure, whose code cannot be swapped for the tripwire's.
+    """
     for qualname in qualnames:
         if qualname not in _GUARDED:
             fn = _resolve(qualname)
-            _GUARDED[qualname] = (fn, fn.__code__)
+            inner = inspect.unwrap(fn)
+            _GUARDED[qualname] = (fn, inner, inner.__code__)
 
 
 def _set_tripwires(on: bool) -> None:
     global _ARMED
-    for qualname, (fn, code) in _GUARDED.items():
-        fn.__code__ = _tripwire.__code__.replace(co_name=code.co_name, co_qualname=qualname) if on else code
+    for qualname, (_, inner, code) in _GUARDED.items():
+        inner.__code__ = _tripwire.__code__.replace(co_name=code.co_name, co_qualname=qualname) if on else code
     _ARMED = on
 
 
@@ -130,7 +135,7 @@ def disarmed():
 def reference(qualname: str):
     """The library's reference implementation, callable even while the tripwires are armed."""
     guard([qualname])
-    fn, code = _GUARDED[qualname]
+    fn = _GUARDED[qualname][0]
 
     def call(*args, **kwargs):
         with disarmed():
