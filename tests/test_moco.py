@@ -1,5 +1,6 @@
 """MoCo: the queue, the momentum encoder, shuffled batch norm, and that it learns."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -144,6 +145,15 @@ def test_moco_same_seed_same_run(small_world):
         runs.append((history["loss"], method.queue.keys.clone()))
     assert runs[0][0] == runs[1][0]
     assert torch.equal(runs[0][1], runs[1][1])
+
+
+def test_for_data_warns_when_the_queue_is_not_smaller_than_the_training_set(small_world):
+    n = len(small_world.train_images)                                   # 512
+    with pytest.warns(UserWarning, match=rf"queue_size={n} is not smaller than the {n} training images"):
+        METHODS["moco_v2"].for_data(build_backbone("convnet"), small_world, queue_size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        METHODS["moco_v2"].for_data(build_backbone("convnet"), small_world, queue_size=n // 4)
 
 
 def test_registry_lists_both_moco_versions_and_simclr_v2():

@@ -17,8 +17,9 @@ effect comes from ``bn_groups``: both encoders run on ``bn_groups`` sub-batches,
 normalised with its own statistics, and the keys are permuted before the split, so
 key i sits in a different sub-batch from query i (its positive).
 """
+import warnings
+
 import torch
-import torch.nn.functional as F
 
 from ..losses import info_nce
 from ..models import MLPHead
@@ -66,6 +67,18 @@ class MoCo(Method):
         self.queue = Queue(queue_size, proj_dim, enqueue_fn)
         self.loss_fn, self.momentum_update_fn = loss_fn, momentum_update_fn
         self.augment = recipe(f"moco_v{self.version}", image_size, gray_p=gray_p)[0]
+
+    @classmethod
+    def for_data(cls, backbone, data, **hparams):
+        method = super().for_data(backbone, data, **hparams)
+        size, n = method.queue.keys.shape[0], len(data.train_images)
+        if size >= n:
+            # With K >= N the queue holds older keys of the query's own image, which then count as
+            # negatives against it: on 1,000 world images and K = 4096, MoCo did not learn at all.
+            warnings.warn(f"queue_size={size} is not smaller than the {n} training images, so the queue holds "
+                          f"older keys of each query's own image as negatives; use queue_size <= {n // 4} "
+                          f"(MoCo: 65,536 keys for 1.28M images)", stacklevel=2)
+        return method
 
     def encode_keys(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Key encoder on ``x`` (N, C, H, W) -> (N, D) keys, without gradient, with shuffled BN."""
