@@ -1,7 +1,11 @@
+import copy
+
 import pytest
 import torch
 
 from sslcourse.data.world import load_world
+from sslcourse.evaluation import knn_eval
+from sslcourse.trainer import train
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +17,17 @@ def small_world(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _two_threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def knn_before_after():
+    """``run(method, data, **train_settings) -> (history, kNN at random init, kNN after training)``.
+
+    The learning tests' common core: keep the random-init backbone, train with the one trainer
+    (seed 0, no kNN monitor, no progress bar), and measure both with the weighted kNN.
+    """
+    def run(method, data, **train_settings):
+        random_init = copy.deepcopy(method.backbone)
+        history = train(method, data, seed=0, knn_every=0, progress=False, **train_settings)
+        return history, knn_eval(random_init, data), knn_eval(method.backbone, data)
+    return run

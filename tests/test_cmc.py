@@ -1,17 +1,15 @@
 """CMC on Lab: the sRGB <-> Lab conversion, the cross-view loss, the L/ab encoder pair and the method."""
-import copy
 import math
 
 import pytest
 import torch
 
 from sslcourse.data.world import load_world
-from sslcourse.evaluation import extract_features, knn_eval
+from sslcourse.evaluation import extract_features
 from sslcourse.losses import cmc
 from sslcourse.methods import METHODS
 from sslcourse.methods.cmc import CMC, LabSplitEncoder
 from sslcourse.models import ConvNet, ResNet18, build_backbone
-from sslcourse.trainer import train
 from sslcourse.transforms import lab_to_rgb, rgb_to_lab, to_float
 
 # sRGB (D65) -> CIE Lab, as published by Lindbloom's and other CIE calculators (4 decimals).
@@ -191,11 +189,8 @@ def test_cmc_replaces_the_backbone_by_an_encoder_pair_of_the_same_type(small_wor
 
 
 @pytest.mark.slow
-def test_cmc_beats_random_init_on_the_world(tmp_path):
+def test_cmc_beats_random_init_on_the_world(tmp_path, knn_before_after):
     data = load_world(n_train=1000, n_test=500, seed=0, root=tmp_path)
     torch.manual_seed(0)
-    method = CMC.for_data(build_backbone("convnet"), data)
-    random_init = copy.deepcopy(method.backbone)
-    train(method, data, epochs=8, seed=0, knn_every=0, progress=False)
-    before, after = knn_eval(random_init, data), knn_eval(method.backbone, data)
+    _, before, after = knn_before_after(CMC.for_data(build_backbone("convnet"), data), data, epochs=8)
     assert after > before + 0.06, f"kNN accuracy {before:.3f} at random init, {after:.3f} after CMC"

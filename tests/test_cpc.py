@@ -8,13 +8,12 @@ from torch import nn
 
 from sslcourse.data.signals import FREQUENCIES, make_signals
 from sslcourse.data.world import load_world
-from sslcourse.evaluation import knn_eval, linear_probe
+from sslcourse.evaluation import linear_probe
 from sslcourse.losses import cpc
 from sslcourse.methods import METHODS
 from sslcourse.methods.cpc import (CPC, SequenceCPC, UpwardContext, columns_as_sequences, patch_grid,
                                    train_sequence_cpc)
 from sslcourse.models import build_backbone
-from sslcourse.trainer import train
 from sslcourse.transforms import to_float
 
 
@@ -161,11 +160,8 @@ def test_cpc_on_signals_beats_random_init_by_a_linear_probe():
 
 
 @pytest.mark.slow
-def test_cpc_beats_random_init_on_the_world(tmp_path):
+def test_cpc_beats_random_init_on_the_world(tmp_path, knn_before_after):
     data = load_world(n_train=1000, n_test=500, seed=0, root=tmp_path)
     torch.manual_seed(0)
-    method = CPC.for_data(build_backbone("convnet"), data)
-    random_init = copy.deepcopy(method.backbone)
-    train(method, data, epochs=8, seed=0, knn_every=0, progress=False)
-    before, after = knn_eval(random_init, data), knn_eval(method.backbone, data)
+    _, before, after = knn_before_after(CPC.for_data(build_backbone("convnet"), data), data, epochs=8)
     assert after > before + 0.05, f"kNN accuracy {before:.3f} at random init, {after:.3f} after CPC"

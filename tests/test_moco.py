@@ -1,5 +1,4 @@
 """MoCo: the queue, the momentum encoder, shuffled batch norm, and that it learns."""
-import copy
 import warnings
 
 import pytest
@@ -8,7 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcourse.data.world import load_world
-from sslcourse.evaluation import knn_eval
 from sslcourse.methods import METHODS, build_method
 from sslcourse.methods.momentum import Queue, cosine_momentum, enqueue, momentum_copy, momentum_update
 from sslcourse.methods.moco import grouped_forward
@@ -166,14 +164,12 @@ def test_registry_lists_both_moco_versions_and_simclr_v2():
 
 
 @pytest.mark.slow
-def test_moco_v2_beats_random_init_on_the_world(tmp_path):
+def test_moco_v2_beats_random_init_on_the_world(tmp_path, knn_before_after):
     """16 px images make a step 4x cheaper than 32 px; MoCo needs about 600 steps to show clearly
     on the world, and the symmetric loss (both views as queries) learns more steadily in so few."""
     data = load_world(n_train=2000, n_test=500, seed=0, root=tmp_path, image_size=16)
     torch.manual_seed(0)
     method = build_method("moco_v2", build_backbone("convnet"), image_size=16, queue_size=512, symmetric=True)
-    random_init = copy.deepcopy(method.backbone)
-    history = train(method, data, epochs=20, seed=0, knn_every=0, progress=False)
+    history, before, after = knn_before_after(method, data, epochs=20)
     assert history["loss"][-1] < history["loss"][0] - 0.3
-    before, after = knn_eval(random_init, data), knn_eval(method.backbone, data)
     assert after > before + 0.05, f"kNN accuracy {before:.3f} at random init, {after:.3f} after MoCo v2"
