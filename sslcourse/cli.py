@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--data-dir", default=str(DATA_ROOT), help="where data sets are cached and looked for")
     p.add_argument("--download", action="store_true", help="let torchvision download a real data set")
+    p.add_argument("--diagnostics-every", type=int, default=0, metavar="K",
+                   help="every K epochs (and after the last), log collapse diagnostics of the method's output; 0: off")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -46,6 +48,8 @@ def validate(parser, args) -> None:
         parser.error(f"--epochs must be a positive integer, got {args.epochs}")
     if args.batch_size is not None and args.batch_size < 2:
         parser.error(f"--batch-size must be at least 2 (contrastive losses need negatives), got {args.batch_size}")
+    if args.diagnostics_every < 0:
+        parser.error(f"--diagnostics-every must be an integer >= 0 (0: off), got {args.diagnostics_every}")
     if args.lr is not None and not args.lr > 0:
         parser.error(f"--lr must be > 0, got {args.lr}")
     for flag in ("n_train", "n_test"):
@@ -70,7 +74,7 @@ def pretrain(parser, args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .main_job import default_out, format_table, run
+    from .main_job import default_out, format_diagnostics, format_table, run
     from .trainer import TrainingDiverged
 
     validate(parser, args)
@@ -78,7 +82,7 @@ def pretrain(parser, args) -> int:
     try:
         results = run(args.method, args.dataset, args.backbone, args.epochs, args.batch_size, args.lr, args.n_train,
                       args.n_test, args.device, args.seed, out, args.resume, args.data_dir, args.download,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, diagnostics_every=args.diagnostics_every)
     except FileNotFoundError as err:
         parser.error(str(err))
     except (TrainingDiverged, ValueError) as err:
@@ -89,6 +93,8 @@ def pretrain(parser, args) -> int:
               f"--dataset {args.dataset} --out {out} --resume")
         return 130
     print(format_table(results))
+    if results["history"]["diagnostics"]:
+        print(format_diagnostics(results["history"]["diagnostics"][-1]))
     print(f"trained {results['epochs']} epochs in {results['seconds']:.0f} s; wrote checkpoint.pt, "
           f"results.json, tsne.png, distances.png to {out}")
     return 0

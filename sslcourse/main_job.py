@@ -25,10 +25,13 @@ def default_out(method: str, dataset: str) -> Path:
 def run(method: str = "simclr", dataset: str = "world", backbone: str = "convnet", epochs: int | None = None,
         batch_size: int | None = None, lr: float | None = None, n_train: int | None = None,
         n_test: int | None = None, device="auto", seed: int = 0, out=None, resume: bool = False,
-        data_dir=DATA_ROOT, download: bool = False, progress: bool = True, pictures: bool = True) -> dict:
+        data_dir=DATA_ROOT, download: bool = False, progress: bool = True, pictures: bool = True,
+        diagnostics_every: int = 0) -> dict:
     """Pretrain ``method`` on ``dataset``, evaluate random init and pretrained features, write
     ``checkpoint.pt``, ``results.json``, ``tsne.png`` and ``distances.png`` into ``out``.
 
+    ``diagnostics_every=k > 0`` logs collapse diagnostics every k epochs and after the last
+    (``results["history"]["diagnostics"]``, see :func:`sslcourse.trainer.train`).
     Returns the results dict; ``results["history"]["interrupted"]`` tells whether Ctrl-C
     stopped training (then nothing is evaluated and the checkpoint allows ``resume``).
     Raises ValueError (bad values, unlabeled data), FileNotFoundError (missing data) and
@@ -46,7 +49,7 @@ def run(method: str = "simclr", dataset: str = "world", backbone: str = "convnet
     if progress:
         print(f"{method} on {data} with a {backbone} on {device}; writing to {out}")
     history = train(model, data, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                    out_dir=out, resume=resume, progress=progress)
+                    out_dir=out, resume=resume, diagnostics_every=diagnostics_every, progress=progress)
     results = {"method": method, "dataset": data.name, "backbone": backbone, "epochs": history["config"]["epochs"],
                "batch_size": history["config"]["batch_size"], "seed": seed, "seconds": round(history["seconds"], 1),
                "out": str(out), "history": history}
@@ -86,3 +89,11 @@ def format_table(results: dict) -> str:
         r, p = results["random_init"][row], results["pretrained"][row]
         lines.append(f"{row:<15}{r:>12.3f}{p:>12.3f}{p - r:>+8.3f}")
     return "\n".join(lines)
+
+
+def format_diagnostics(report: dict) -> str:
+    """One line on a ``collapse_report`` (with its ``epoch``), as the trainer logs it."""
+    verdict = "COLLAPSED" if report["collapsed"] else "not collapsed"
+    return (f"collapse diagnostics after epoch {report['epoch']}: {verdict}; std of normalised outputs "
+            f"{report['std']:.4f} = {report['std_ratio']:.2f} x 1/sqrt({report['dim']}), effective rank "
+            f"{report['effective_rank']:.1f} of {report['dim']}, uniformity {report['uniformity']:.2f}")

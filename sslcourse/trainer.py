@@ -3,7 +3,7 @@
 Warm-up plus cosine learning-rate schedule, a progress bar (terminal or notebook),
 bf16 autocast and channels-last on CUDA, an atomic checkpoint every epoch, exact
 resume (mid-epoch too), Ctrl-C that keeps the model and history, a clear stop on a
-non-finite loss, and a weighted-kNN monitor each epoch.
+non-finite loss, a weighted-kNN monitor each epoch, and optional collapse diagnostics.
 
 Randomness comes from two places only: the batch order of epoch e is a permutation
 seeded by (seed, e), and every augmentation draws from one generator whose state is
@@ -17,9 +17,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .analysis import collapse_report
 from .checkpoint import load_checkpoint, save_atomic
 from .evaluation import knn_eval
+from .transforms import to_float
 from .utils import check_positive, resolve_device
+
+DIAGNOSTIC_IMAGES = 512
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,17 +50,43 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def diagnostic_indices(n: int, count: int = DIAGNOSTIC_IMAGES) -> torch.Tensor:
+    """``count`` training images spread evenly over the set (sorted folders too), without randomness."""
+    return torch.linspace(0, n - 1, min(n, count)).round().long()
+
+
+@torch.no_grad()
+def collapse_diagnostics(method, images: torch.Tensor, device, batch_size: int = 256) -> dict:
+    """``collapse_report`` of ``method.embed`` on un-augmented uint8 ``images``, in eval mode.
+
+    Eval mode (BatchNorm's running statistics, no dropout) and no randomness: measuring
+    changes neither the weights nor the augmentation generator, so a run trains the same
+    with or without diagnostics.
+    """
+    was_training = method.training
+    method.eval()
+    z = torch.cat([method.embed(to_float(images[i:i + batch_size].to(device))).float().cpu()
+                   for i in range(0, len(images), batch_size)])     # (N, D)
+    method.train(was_training)
+    return collapse_report(z)
+
+
 def train(method, data, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
           weight_decay: float | None = None, optimizer: str | None = None, warmup_epochs: int | None = None,
           device=None, seed: int = 0, out_dir=None, resume: bool = False, knn_every: int = 1,
-          knn_max_train: int = 5000, knn_max_test: int = 1000, progress: bool = True, callback=None) -> dict:
+          knn_max_train: int = 5000, knn_max_test: int = 1000, diagnostics_every: int = 0, progress: bool = True,
+          callback=None) -> dict:
     """Train ``method`` on ``data.train_images``; return the history.
 
     Unset hyper-parameters come from ``method.defaults``. With ``out_dir``, a checkpoint
     is written there after every epoch and on Ctrl-C; ``resume=True`` continues from it.
     ``callback(method, history, epoch, step)``, if given, runs after every step.
-    History keys: ``loss`` and ``lr`` (per epoch), ``knn`` (per monitored epoch, with
-    ``knn_epoch``), ``seconds``, ``interrupted``.
+    With ``diagnostics_every=k > 0``, every k epochs and after the last, ``method.embed``
+    of 512 fixed training images (un-augmented, eval mode) goes through
+    ``sslcourse.analysis.collapse_report``; the progress bar shows its std ratio and
+    effective rank. History keys: ``loss`` and ``lr`` (per epoch), ``knn`` (per monitored
+    epoch, with ``knn_epoch``), ``diagnostics`` (one report per diagnosed epoch, with its
+    ``epoch``), ``seconds``, ``interrupted``.
     """
     cfg = {**method.defaults}
     for key, value in dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -70,6 +100,9 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
     if not isinstance(cfg["batch_size"], int) or not 2 <= cfg["batch_size"] <= n:
         raise ValueError(f"batch_size must be an integer between 2 and the training set size {n}, "
                          f"got {cfg['batch_size']!r}")
+    if isinstance(diagnostics_every, bool) or not isinstance(diagnostics_every, int) or diagnostics_every < 0:
+        raise ValueError(f"diagnostics_every must be an integer >= 0 (epochs between collapse diagnostics, "
+                         f"0 for none), got {diagnostics_every!r}")
     unknown = set(method.batch_extras) - {"index", "labels"}
     if unknown:
         raise ValueError(f"{method.name}.batch_extras asks for {sorted(unknown)}; the trainer gives 'index' and 'labels'")
@@ -86,8 +119,9 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
     total_steps = cfg["epochs"] * steps_per_epoch
     warmup_steps = min(cfg["warmup_epochs"] * steps_per_epoch, total_steps // 2)
     generator = torch.Generator().manual_seed(seed)
-    history = {"loss": [], "lr": [], "knn": [], "knn_epoch": [], "seconds": 0.0, "interrupted": False,
-               "config": {**cfg, "seed": seed}}
+    history = {"loss": [], "lr": [], "knn": [], "knn_epoch": [], "diagnostics": [], "seconds": 0.0,
+               "interrupted": False, "config": {**cfg, "seed": seed}}
+    diagnostic_images = data.train_images[diagnostic_indices(n)] if diagnostics_every else None
     start_epoch, start_step = 0, 0
     checkpoint_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
 
@@ -110,12 +144,21 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
         generator.set_state(state["generator"])
         history, running = state["history"], state["partial_loss"]
         history["interrupted"] = False
+        history.setdefault("diagnostics", [])   # checkpoints written before diagnostics existed
         start_epoch, start_step = state["epoch"], state["step"]
 
     tic = time.perf_counter() - history["seconds"]
     next_epoch, next_step, next_generator_state = start_epoch, start_step, generator.get_state()
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_step, desc=method.name,
                unit="step", disable=not progress, dynamic_ncols=True)
+
+    def show(epoch: int, loss: float) -> None:
+        postfix = {"epoch": f"{epoch + 1}/{cfg['epochs']}", "loss": f"{loss:.3f}",
+                   "knn": f"{history['knn'][-1]:.3f}" if history["knn"] else "-"}
+        if history["diagnostics"]:
+            last = history["diagnostics"][-1]
+            postfix.update(std_ratio=f"{last['std_ratio']:.2f}", erank=f"{last['effective_rank']:.1f}")
+        bar.set_postfix(postfix)
     try:
         for epoch in range(start_epoch, cfg["epochs"]):
             order = epoch_order(n, seed, epoch)
@@ -145,8 +188,7 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
                 running.append(loss.item())
                 next_step, next_generator_state = step + 1, generator.get_state()
                 bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{cfg['epochs']}", loss=f"{running[-1]:.3f}",
-                                knn=f"{history['knn'][-1]:.3f}" if history["knn"] else "-")
+                show(epoch, running[-1])
                 if callback is not None:
                     callback(method, history, epoch, step)
             history["loss"].append(sum(running) / len(running))
@@ -158,6 +200,10 @@ def train(method, data, epochs: int | None = None, batch_size: int | None = None
                 history["knn"].append(knn_eval(method.backbone, data, device=device, max_train=knn_max_train,
                                                max_test=knn_max_test))
                 history["knn_epoch"].append(epoch + 1)
+            if diagnostics_every and ((epoch + 1) % diagnostics_every == 0 or epoch + 1 == cfg["epochs"]):
+                report = collapse_diagnostics(method, diagnostic_images, device)
+                history["diagnostics"].append({"epoch": epoch + 1, **report})
+            show(epoch, history["loss"][-1])
             history["seconds"] = time.perf_counter() - tic
             checkpoint()
     except KeyboardInterrupt:

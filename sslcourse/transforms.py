@@ -614,6 +614,46 @@ def recipe(name: str, image_size: int, mean=0.5, std=0.5, blur: bool | None = No
     return tuple(changed[view] for view in views)
 
 
+# Multi-crop (Caron et al. 2020, Sec. 3.2): besides two global crops at full resolution, a
+# few small crops at low resolution. Each local crop costs a fraction of a global one, and
+# predicting a whole image's code from a small part of it teaches local-to-global
+# correspondence. The paper's ImageNet setting: 2 x 224 px crops of (0.14, 1) of the image
+# and 6 x 96 px crops of (0.05, 0.14). Here local crops keep the paper's 96/224 of the side,
+# but no fewer than LOCAL_CROP_MIN_SIZE pixels: the course's ConvNet halves its input four
+# times, so 16 px is the smallest it takes (on 32 px images the local crops are 16 px, half
+# the side; on 16 px images they are 16 px too, so they save no compute there).
+
+LOCAL_CROP_MIN_SIZE = 16
+
+
+def local_crop_size(image_size: int) -> int:
+    """The side of SwAV's local crops for ``image_size`` px images: 96/224 of it, within [16, image_size]."""
+    image_size = _check_size(image_size, "image_size")
+    return min(image_size, max(LOCAL_CROP_MIN_SIZE, round(image_size * 96 / 224)))
+
+
+def multi_crop(image_size: int, n_local: int = 2, local_size: int | None = None, global_scale=(0.14, 1.0),
+               local_scale=(0.05, 0.14), mean=0.5, std=0.5, blur: bool | None = None,
+               **overrides) -> tuple[Augment, ...]:
+    """SwAV's views: two global crops at ``image_size`` then ``n_local`` local crops at ``local_size``.
+
+    One :class:`Augment` per view, as :func:`recipe` returns: the first two are the global
+    views (one object), the rest the local ones (one object). Every crop gets SimCLR's colour
+    distortion (SwAV's, App. A), flip and, on large images, blur; ``overrides`` change it in
+    every view (e.g. ``gray_p=0.5``). ``local_size`` defaults to :func:`local_crop_size`.
+    """
+    if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
+        raise ValueError(f"n_local must be a non-negative int, got {n_local!r}")
+    local_size = local_crop_size(image_size) if local_size is None else _check_size(local_size, "local_size")
+    bad = {"scale", "size"} & set(overrides)
+    if bad:
+        raise ValueError(f"set crop sizes with global_scale, local_scale and local_size, not {sorted(bad)}")
+    global_view = recipe("simclr", image_size, mean, std, blur, scale=global_scale, **overrides)[0]
+    local_view = Augment(**{**vars(global_view), "size": local_size, "scale": local_scale,
+                            "blur_kernel": blur_kernel_size(local_size)})
+    return (global_view, global_view) + (local_view,) * n_local
+
+
 # ---------------------------------------------------------------- pictures
 
 def show_views(images: torch.Tensor, augment, generator: torch.Generator, n_views: int = 4):

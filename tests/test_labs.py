@@ -1,9 +1,9 @@
 """The lab pipeline end to end: build, grade, release, and a student's run.
 
 One module-scoped build serves every test. The submissions under tests/submissions/
-(lab 05) and tests/submissions/06_moco/ (lab 06) are graded in one `tools/labs.py grade`
-run per lab, as `make grade` would, together with the solution (full marks) and the
-untouched student notebook (zero).
+(lab 05), tests/submissions/06_moco/ (lab 06) and tests/submissions/07_collapse_detective/
+(lab 07) are graded in one `tools/labs.py grade` run per lab, as `make grade` would,
+together with the solution (full marks) and the untouched student notebook (zero).
 """
 import csv
 import importlib.util
@@ -32,6 +32,11 @@ MOCO_LAB = "06_moco"
 MOCO_SUBMISSIONS = SUBMISSIONS / MOCO_LAB
 MOCO_QUESTIONS = ["q1", "q2", "q3", "q4"]
 MOCO_FULL = {"q1": 3, "q2": 3, "q3": 2, "q4": 3}
+
+COLLAPSE_LAB = "07_collapse_detective"
+COLLAPSE_SUBMISSIONS = SUBMISSIONS / COLLAPSE_LAB
+COLLAPSE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
+COLLAPSE_FULL = {"q1": 3, "q2": 2, "q3": 2, "q4": 3, "q5": 3}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -90,7 +95,8 @@ def descriptions(folder=SUBMISSIONS):
     return {p.stem: load_description(p) for p in sorted(folder.glob("*.py"))}
 
 
-@pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS)])
+@pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS),
+                                              (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS)])
 def test_every_description_is_complete(folder, questions):
     assert descriptions(folder)
     for name, d in descriptions(folder).items():
@@ -431,3 +437,97 @@ def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
 def test_moco_student_notebook_with_solutions_passes_every_check_in_the_release(moco_built, release, tmp_path):
     """MoCo runs in the release only with the student's three functions plugged in."""
     run_in_release(moco_built, release, tmp_path / "student", MOCO_QUESTIONS)
+
+
+# ----------------------------------------------------------------------------------------
+# Lab 07 (the collapse detective): library functions whose stubs reach further (the
+# diagnostics under analysis.collapse_report and the trainer's diagnostics_every), a
+# guarded function outside the manifest (singular_values), and training runs that use the
+# student's loss and diagnostics.
+
+@pytest.fixture(scope="module")
+def collapse_built(built):
+    return labs.find_lab(COLLAPSE_LAB)
+
+
+def test_collapse_student_notebook_and_autograder_bundle(collapse_built):
+    import zipfile
+    nb = nbformat.read(collapse_built.student_notebook, as_version=4)
+    student = "\n".join([cell.source for cell in nb.cells] + list(nb.metadata["otter"]["tests"].values()))
+    solution = "\n".join(cell.source for cell in nbformat.read(collapse_built.solution_notebook, as_version=4).cells)
+    for marker in ("BEGIN SOLUTION", "labcheck", "hidden=True"):
+        assert marker not in student, f"the student notebook contains {marker!r}"
+    for answer in ("spread_and_redundancy", "eigvalsh(centred", '"C": "complete"',
+                   "vicreg(z1, z2, 0.0, var_weight, cov_weight)"):
+        assert answer in solution and answer not in student, f"{answer!r} belongs to the solution only"
+    assert list(answer_cells(nb)) == COLLAPSE_QUESTIONS
+    assert sorted(nb.metadata["otter"]["tests"]) == COLLAPSE_QUESTIONS
+    with zipfile.ZipFile(collapse_built.autograder) as zf:
+        q3, q4 = zf.read("tests/q3.py").decode(), zf.read("tests/q4.py").decode()
+        assert json.loads(zf.read("lab.json"))["students_write"] == [
+            "sslcourse.losses.vicreg.vicreg", "sslcourse.losses.vicreg.variance_term",
+            "sslcourse.losses.vicreg.covariance_term", "sslcourse.analysis.normalized_std",
+            "sslcourse.analysis.effective_rank"]
+    assert "hidden=True" in q3 and "sslcourse.analysis.singular_values" in q3
+    assert "@test_case(points=0, hidden=False)" in q4       # the format check is free; the three verdicts score
+    assert labs.questions(collapse_built.autograder) == COLLAPSE_FULL
+
+
+@pytest.fixture(scope="module")
+def collapse_grades(collapse_built, tmp_path_factory):
+    return grade_all(collapse_built, descriptions(COLLAPSE_SUBMISSIONS), {"q5"}, tmp_path_factory.mktemp("collapse"),
+                     "--test-timeout", 60, "--timeout", 400)
+
+
+def test_collapse_solution_gets_full_marks_and_empty_notebook_zero(collapse_grades):
+    rows, out = collapse_grades
+    assert out.read_text().splitlines()[0].split(",") == ["student", *COLLAPSE_QUESTIONS, "total", "notes"]
+    assert set(rows) == {"solution", "empty", *descriptions(COLLAPSE_SUBMISSIONS)}
+    assert scores(rows["solution"], COLLAPSE_QUESTIONS) == COLLAPSE_FULL, rows["solution"]
+    assert scores(rows["empty"], COLLAPSE_QUESTIONS) == {q: 0 for q in COLLAPSE_QUESTIONS}, rows["empty"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in COLLAPSE_SUBMISSIONS.glob("*.py")))
+def test_collapse_broken_submission_gets_expected_score(collapse_grades, name):
+    row = collapse_grades[0][name]
+    d = descriptions(COLLAPSE_SUBMISSIONS)[name]
+    assert scores(row, COLLAPSE_QUESTIONS) == {q: float(v) for q, v in d.EXPECTED.items()}, row
+    assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
+
+
+def test_release_stubs_vicreg_and_the_diagnostics_for_lab_07(release):
+    """The five functions are stubs naming lab 07; what is built on the diagnostics says so too,
+    and the rest of both modules still works."""
+    import ast
+    for module, names in [("sslcourse/losses/vicreg.py", ["vicreg", "variance_term", "covariance_term"]),
+                          ("sslcourse/analysis.py", ["normalized_std", "effective_rank"])]:
+        tree = ast.parse((release / module).read_text())
+        functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+        for name in names:
+            node = functions[name]
+            assert ast.get_docstring(node), name
+            assert [ast.unparse(statement) for statement in node.body[1:]] == \
+                [f"raise ExerciseNotDone({name!r}, {COLLAPSE_LAB!r})"], f"{name} is not a stub naming lab {COLLAPSE_LAB}"
+    script = f"""
+import torch
+from sslcourse.analysis import collapse_report, singular_values, uniformity
+from sslcourse.exercises import ExerciseNotDone
+from sslcourse.losses import barlow_twins
+z = torch.randn(64, 8)
+try:
+    collapse_report(z)          # also what train(..., diagnostics_every=k) and --diagnostics-every call
+except ExerciseNotDone as err:
+    assert "implement this in lab {COLLAPSE_LAB}" in str(err), err
+else:
+    raise AssertionError("collapse_report still works without the lab's functions")
+assert singular_values(z).shape == (8,) and uniformity(z) < 0 and barlow_twins(z, z) >= 0   # the rest is kept
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=release, env={**ENV, "PYTHONPATH": str(release)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_collapse_student_notebook_with_solutions_passes_every_check_in_the_release(collapse_built, release, tmp_path):
+    """The runs train in the release with the student's loss and diagnostics, the library's being stubs."""
+    run_in_release(collapse_built, release, tmp_path / "student", COLLAPSE_QUESTIONS)

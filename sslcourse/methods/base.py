@@ -39,6 +39,15 @@ class Method(nn.Module):
         """
         raise NotImplementedError
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) normalised float images -> (N, D): the output the loss sees.
+
+        The trainer's collapse diagnostics (``train(..., diagnostics_every=k)``) measure this.
+        The default is the backbone's features; a method with a projection head returns its
+        output (for BYOL and SimSiam the projection z, not the prediction p).
+        """
+        return self.backbone(x)
+
     def on_step_end(self, progress: float) -> None:
         """Called after each optimiser step; ``progress`` runs from 0 to 1 over training."""
 
