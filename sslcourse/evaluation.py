@@ -20,11 +20,17 @@ FRACTIONS = {"linear_1pct": 0.01, "linear_10pct": 0.10, "linear_100pct": 1.0}
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, images: torch.Tensor, device="cpu", batch_size: int = 512) -> torch.Tensor:
-    """(N, C, H, W) uint8 images -> (N, D) float features on the CPU, in eval mode."""
+def extract_features(backbone: nn.Module, images: torch.Tensor, device="cpu", batch_size: int = 512,
+                     forward=None) -> torch.Tensor:
+    """(N, C, H, W) uint8 images -> (N, D) float features on the CPU, in eval mode.
+
+    ``forward`` is what runs on each batch, ``backbone`` itself by default; pass a method as
+    ``backbone`` and ``forward=method.embed`` for the embeddings its loss sees.
+    """
+    forward = backbone if forward is None else forward
     was_training = backbone.training
     backbone.eval()
-    chunks = [backbone(to_float(images[i:i + batch_size].to(device))).float().cpu()
+    chunks = [forward(to_float(images[i:i + batch_size].to(device))).float().cpu()
               for i in range(0, len(images), batch_size)]
     backbone.train(was_training)
     return torch.cat(chunks)

@@ -19,8 +19,7 @@ from tqdm.auto import tqdm
 
 from .analysis import collapse_report
 from .checkpoint import load_checkpoint, save_atomic
-from .evaluation import knn_eval
-from .transforms import to_float
+from .evaluation import extract_features, knn_eval
 from .utils import check_positive, resolve_device
 
 DIAGNOSTIC_IMAGES = 512
@@ -63,12 +62,7 @@ def collapse_diagnostics(method, images: torch.Tensor, device, batch_size: int =
     changes neither the weights nor the augmentation generator, so a run trains the same
     with or without diagnostics.
     """
-    was_training = method.training
-    method.eval()
-    z = torch.cat([method.embed(to_float(images[i:i + batch_size].to(device))).float().cpu()
-                   for i in range(0, len(images), batch_size)])     # (N, D)
-    method.train(was_training)
-    return collapse_report(z)
+    return collapse_report(extract_features(method, images, device, batch_size, forward=method.embed))
 
 
 def train(method, data, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,

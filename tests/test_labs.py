@@ -396,28 +396,6 @@ def test_moco_student_notebook_and_autograder_bundle(moco_built):
     assert labs.questions(moco_built.autograder) == MOCO_FULL
 
 
-@pytest.fixture(scope="module")
-def moco_grades(moco_built, tmp_path_factory):
-    return grade_all(moco_built, descriptions(MOCO_SUBMISSIONS), {"q4"}, tmp_path_factory.mktemp("moco"),
-                     "--test-timeout", 60, "--timeout", 400)
-
-
-def test_moco_solution_gets_full_marks_and_empty_notebook_zero(moco_grades):
-    rows, out = moco_grades
-    assert out.read_text().splitlines()[0].split(",") == ["student", *MOCO_QUESTIONS, "total", "notes"]
-    assert set(rows) == {"solution", "empty", *descriptions(MOCO_SUBMISSIONS)}
-    assert scores(rows["solution"], MOCO_QUESTIONS) == MOCO_FULL, rows["solution"]
-    assert scores(rows["empty"], MOCO_QUESTIONS) == {q: 0 for q in MOCO_QUESTIONS}, rows["empty"]
-
-
-@pytest.mark.parametrize("name", sorted(p.stem for p in MOCO_SUBMISSIONS.glob("*.py")))
-def test_moco_broken_submission_gets_expected_score(moco_grades, name):
-    row = moco_grades[0][name]
-    d = descriptions(MOCO_SUBMISSIONS)[name]
-    assert scores(row, MOCO_QUESTIONS) == {q: float(v) for q, v in d.EXPECTED.items()}, row
-    assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
-
-
 def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
     """Read, not run: test_release_library_imports_and_stubs_name_the_lab already imports every
     module of the release and calls stubs, and the student's run below trains MoCo in it."""
@@ -473,28 +451,6 @@ def test_collapse_student_notebook_and_autograder_bundle(collapse_built):
     assert labs.questions(collapse_built.autograder) == COLLAPSE_FULL
 
 
-@pytest.fixture(scope="module")
-def collapse_grades(collapse_built, tmp_path_factory):
-    return grade_all(collapse_built, descriptions(COLLAPSE_SUBMISSIONS), {"q5"}, tmp_path_factory.mktemp("collapse"),
-                     "--test-timeout", 60, "--timeout", 400)
-
-
-def test_collapse_solution_gets_full_marks_and_empty_notebook_zero(collapse_grades):
-    rows, out = collapse_grades
-    assert out.read_text().splitlines()[0].split(",") == ["student", *COLLAPSE_QUESTIONS, "total", "notes"]
-    assert set(rows) == {"solution", "empty", *descriptions(COLLAPSE_SUBMISSIONS)}
-    assert scores(rows["solution"], COLLAPSE_QUESTIONS) == COLLAPSE_FULL, rows["solution"]
-    assert scores(rows["empty"], COLLAPSE_QUESTIONS) == {q: 0 for q in COLLAPSE_QUESTIONS}, rows["empty"]
-
-
-@pytest.mark.parametrize("name", sorted(p.stem for p in COLLAPSE_SUBMISSIONS.glob("*.py")))
-def test_collapse_broken_submission_gets_expected_score(collapse_grades, name):
-    row = collapse_grades[0][name]
-    d = descriptions(COLLAPSE_SUBMISSIONS)[name]
-    assert scores(row, COLLAPSE_QUESTIONS) == {q: float(v) for q, v in d.EXPECTED.items()}, row
-    assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
-
-
 def test_release_stubs_vicreg_and_the_diagnostics_for_lab_07(release):
     """The five functions are stubs naming lab 07; what is built on the diagnostics says so too,
     and the rest of both modules still works."""
@@ -531,3 +487,40 @@ print("ok")
 def test_collapse_student_notebook_with_solutions_passes_every_check_in_the_release(collapse_built, release, tmp_path):
     """The runs train in the release with the student's loss and diagnostics, the library's being stubs."""
     run_in_release(collapse_built, release, tmp_path / "student", COLLAPSE_QUESTIONS)
+
+
+# ----------------------------------------------------------------------------------------
+# Labs 06 and 07 are graded the same way: the solution, the untouched notebook and every
+# description, in one batch per lab.
+
+GRADED_LABS = {MOCO_LAB: (MOCO_SUBMISSIONS, MOCO_QUESTIONS, MOCO_FULL, {"q4"}),
+               COLLAPSE_LAB: (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS, COLLAPSE_FULL, {"q5"})}
+
+
+@pytest.fixture(scope="module")
+def lab_grades(request, built, tmp_path_factory):
+    """(lab name, rows, csv path) of one grading batch; ``request.param`` names the lab."""
+    folder, _, _, empty = GRADED_LABS[request.param]
+    rows, out = grade_all(labs.find_lab(request.param), descriptions(folder), empty,
+                          tmp_path_factory.mktemp(request.param), "--test-timeout", 60, "--timeout", 400)
+    return request.param, rows, out
+
+
+@pytest.mark.parametrize("lab_grades", list(GRADED_LABS), indirect=True)
+def test_lab_solution_gets_full_marks_and_empty_notebook_zero(lab_grades):
+    lab, rows, out = lab_grades
+    folder, questions, full, _ = GRADED_LABS[lab]
+    assert out.read_text().splitlines()[0].split(",") == ["student", *questions, "total", "notes"]
+    assert set(rows) == {"solution", "empty", *descriptions(folder)}
+    assert scores(rows["solution"], questions) == full, rows["solution"]
+    assert scores(rows["empty"], questions) == {q: 0 for q in questions}, rows["empty"]
+
+
+@pytest.mark.parametrize("lab_grades,name", [(lab, path.stem) for lab, (folder, *_) in GRADED_LABS.items()
+                                             for path in sorted(folder.glob("*.py"))], indirect=["lab_grades"])
+def test_lab_broken_submission_gets_expected_score(lab_grades, name):
+    lab, rows, _ = lab_grades
+    folder, questions, _, _ = GRADED_LABS[lab]
+    row, d = rows[name], descriptions(folder)[name]
+    assert scores(row, questions) == {q: float(v) for q, v in d.EXPECTED.items()}, row
+    assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"

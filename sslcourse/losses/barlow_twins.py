@@ -29,7 +29,7 @@ import torch
 
 from ..utils import check_positive
 from .similarity import check_pair
-from .vicreg import check_weight
+from ..utils import check_weight
 
 
 def standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

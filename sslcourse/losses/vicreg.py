@@ -21,21 +21,13 @@ the D dimensions, which would make it D times larger); and v is summed over the 
 branches, as in eq. (6) (the authors' released code halves it).
 Variances need a batch statistic: N >= 2.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ..utils import check_weight
 from .similarity import check_pair
 
 GAMMA, EPS = 1.0, 1e-4
-
-
-def check_weight(value, name: str) -> float:
-    """A loss weight: a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def variance_term(z: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,10 @@ term decorrelates the D dimensions, so the embedding cannot collapse to a point 
 directions. The paper finds that accuracy keeps growing with D up to 8192 or more (Fig. 4).
 """
 from ..losses import barlow_twins
-from ..losses.vicreg import check_weight
 from ..models import MLPHead
 from ..transforms import recipe
+from ..utils import check_dim, check_weight
 from .base import Method
-from .byol import check_dim
 
 
 class BarlowTwins(Method):
@@ -43,7 +42,8 @@ class BarlowTwins(Method):
         ``loss_fn(z1, z2, lambd)`` defaults to the paper's loss.
         """
         super().__init__(backbone)
-        self.image_size, self.lambd = image_size, check_weight(lambd, "lambd")
+        self.image_size = image_size
+        self.loss_weights = {"lambd": check_weight(lambd, "lambd")}    # loss_fn's arguments after z1, z2
         self.proj_hidden_dim = check_dim(proj_hidden_dim, "proj_hidden_dim")
         self.proj_dim = check_dim(proj_dim, "proj_dim")
         self.proj_layers = check_dim(proj_layers, "proj_layers")
@@ -58,9 +58,9 @@ class BarlowTwins(Method):
         # Each view in its own pass, as in the paper's code: batch norm standardises each view on its own.
         z1 = self.embed(self.augment1(images, generator))           # (N, proj_dim)
         z2 = self.embed(self.augment2(images, generator))
-        return self.loss_fn(z1, z2, self.lambd)
+        return self.loss_fn(z1, z2, *self.loss_weights.values())
 
     def hparams(self):
         return {"image_size": self.image_size, "proj_hidden_dim": self.proj_hidden_dim, "proj_dim": self.proj_dim,
-                "proj_layers": self.proj_layers, "lambd": self.lambd, "gray_p": self.augment1.gray_p,
-                "crop_scale": self.augment1.scale}
+                "proj_layers": self.proj_layers, "gray_p": self.augment1.gray_p, "crop_scale": self.augment1.scale,
+                **self.loss_weights}

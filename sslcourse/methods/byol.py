@@ -19,20 +19,9 @@ import torch
 from ..losses import byol
 from ..models import MLPHead, PredictionHead
 from ..transforms import recipe
+from ..utils import check_dim, check_momentum
 from .base import Method
 from .momentum import cosine_momentum, momentum_copy, momentum_update
-
-
-def check_momentum(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_dim(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class BYOL(Method):

@@ -15,8 +15,8 @@ which ``sslcourse.analysis.collapse_report`` flags.)
 from ..losses import negative_cosine
 from ..models import MLPHead
 from ..transforms import recipe
+from ..utils import check_dim
 from .base import Method
-from .byol import check_dim
 
 
 class SimSiam(Method):

@@ -12,21 +12,18 @@ directions); s pulls the two views together. No negatives, no weight sharing nee
 no batch-wise normalisation of the embeddings, no predictor, no momentum.
 """
 from ..losses import vicreg
-from ..losses.vicreg import check_weight
-from ..models import MLPHead
-from ..transforms import recipe
-from .base import Method
-from .byol import check_dim
+from ..utils import check_weight
+from .barlow_twins import BarlowTwins
 
 
-class VICReg(Method):
+class VICReg(BarlowTwins):
+    """Barlow Twins' method (expander, BYOL's augmentations, one pass per view) with VICReg's loss."""
     name = "vicreg"
     paper = ("Bardes, Ponce, LeCun. VICReg: Variance-Invariance-Covariance Regularization for "
              "Self-Supervised Learning. ICLR 2022.")
     summary = "variance, invariance and covariance terms on two views' embeddings; no negatives"
     # The paper: LARS, lr 0.2 x batch / 256 at batch 2048, 1000 epochs, expander 8192-8192-8192.
     # A CPU run has a few hundred steps at batch 64: AdamW and an expander of 512-512-512.
-    defaults = {**Method.defaults, "lr": 3e-3, "batch_size": 64, "epochs": 20}
 
     def __init__(self, backbone, image_size: int = 32, proj_hidden_dim: int = 512, proj_dim: int = 512,
                  proj_layers: int = 3, sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
@@ -37,28 +34,7 @@ class VICReg(Method):
         (paper 0.2) and ``crop_scale`` (0.2, 1) (paper (0.08, 1)), as for Barlow Twins.
         ``loss_fn(z1, z2, sim_weight, var_weight, cov_weight)`` defaults to the paper's loss.
         """
-        super().__init__(backbone)
-        self.image_size = image_size
-        self.weights = tuple(check_weight(w, name) for w, name in
-                             ((sim_weight, "sim_weight"), (var_weight, "var_weight"), (cov_weight, "cov_weight")))
-        self.proj_hidden_dim = check_dim(proj_hidden_dim, "proj_hidden_dim")
-        self.proj_dim = check_dim(proj_dim, "proj_dim")
-        self.proj_layers = check_dim(proj_layers, "proj_layers")
-        self.projector = MLPHead(backbone.out_dim, proj_hidden_dim, proj_dim, num_layers=proj_layers)
-        self.augment1, self.augment2 = recipe("byol", image_size, gray_p=gray_p, scale=crop_scale)
-        self.loss_fn = loss_fn
-
-    def embed(self, x):
-        return self.projector(self.backbone(x))
-
-    def training_step(self, images, generator, **extras):
-        # Each view in its own pass, as in the paper's code: batch norm sees each view on its own.
-        z1 = self.embed(self.augment1(images, generator))           # (N, proj_dim)
-        z2 = self.embed(self.augment2(images, generator))
-        return self.loss_fn(z1, z2, *self.weights)
-
-    def hparams(self):
-        sim, var, cov = self.weights
-        return {"image_size": self.image_size, "proj_hidden_dim": self.proj_hidden_dim, "proj_dim": self.proj_dim,
-                "proj_layers": self.proj_layers, "sim_weight": sim, "var_weight": var, "cov_weight": cov,
-                "gray_p": self.augment1.gray_p, "crop_scale": self.augment1.scale}
+        super().__init__(backbone, image_size=image_size, proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim,
+                         proj_layers=proj_layers, gray_p=gray_p, crop_scale=crop_scale, loss_fn=loss_fn)
+        self.loss_weights = {name: check_weight(w, name) for name, w in
+                             (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight))}
