@@ -4,6 +4,7 @@ Every protocol reads the backbone's pooled features of un-augmented images,
 normalised exactly as during training (``sslcourse.transforms.to_float``).
 """
 import copy
+import math
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .transforms import recipe, to_float
+from .utils import eval_mode
 
 FRACTIONS = {"linear_1pct": 0.01, "linear_10pct": 0.10, "linear_100pct": 1.0}
 
@@ -28,11 +30,9 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, device="cpu", ba
     ``backbone`` and ``forward=method.embed`` for the embeddings its loss sees.
     """
     forward = backbone if forward is None else forward
-    was_training = backbone.training
-    backbone.eval()
-    chunks = [forward(to_float(images[i:i + batch_size].to(device))).float().cpu()
-              for i in range(0, len(images), batch_size)]
-    backbone.train(was_training)
+    with eval_mode(backbone):
+        chunks = [forward(to_float(images[i:i + batch_size].to(device))).float().cpu()
+                  for i in range(0, len(images), batch_size)]
     return torch.cat(chunks)
 
 
@@ -135,3 +135,58 @@ def fine_tune(backbone, data, fraction: float = 1.0, epochs: int = 10, lr: float
             optimizer.step()
     test_f = extract_features(classifier, data.test_images, device)
     return (test_f.argmax(dim=1) == data.test_labels).float().mean().item()
+
+
+def _pooled_block_outputs(backbone, images: torch.Tensor, device, batch_size: int, max_features: int) -> list:
+    """Run ``backbone.blocks`` in order on un-augmented images; each block's output (N, C, H, W),
+    average-pooled to the largest g x g grid with C g^2 <= max_features (at least 1 x 1), flattened.
+    Returns one (N, C g^2) CPU tensor per block."""
+    per_block = [[] for _ in backbone.blocks]
+    with torch.no_grad(), eval_mode(backbone):
+        for start in range(0, len(images), batch_size):
+            x = to_float(images[start:start + batch_size].to(device))
+            for i, block in enumerate(backbone.blocks):
+                x = block(x)
+                side = max(1, min(x.shape[-2], x.shape[-1], math.isqrt(max_features // x.shape[1])))
+                per_block[i].append(F.adaptive_avg_pool2d(x, side).flatten(1).float().cpu())
+    return [torch.cat(chunks) for chunks in per_block]
+
+
+def layerwise_probe(backbone, data, probe: str = "linear", max_features: int = 2048, fraction: float = 1.0,
+                    k: int = 200, temperature: float = 0.07, device="cpu", seed: int = 0,
+                    batch_size: int = 256) -> dict:
+    """Test accuracy of a probe on the output of every block of ``backbone.blocks``: ``{"block1": ..., ...}``.
+
+    The protocol of Zhang, Isola and Efros (2016, "Colorful Image Colorization") that Wu et al.
+    (2018, Table 2) report layer by layer: the frozen network runs to a block, the block's
+    feature map is average-pooled to a small grid, and a linear classifier reads it. Zhang et al.
+    resize every layer to about 9,000 dimensions; here each map is pooled to the largest g x g
+    grid with C g^2 <= ``max_features`` (2,048: C channels times the grid, a 1 x 1 grid when C
+    alone exceeds it), so a ConvNet on 32 px images gives 16 x 11 x 11, 32 x 8 x 8, 64 x 4 x 4 and
+    128 x 2 x 2 features. With ``max_features`` at most the last block's channels, the last block's
+    features are the backbone's own globally pooled ones.
+
+    ``probe``: "linear" (:func:`linear_probe` on a class-balanced ``fraction`` of the training
+    labels) or "knn" (:func:`knn_accuracy`, k and temperature). Memory: the pooled features of
+    every block, for both splits, at once (N x the sum of the blocks' dimensions floats).
+    """
+    if not isinstance(getattr(backbone, "blocks", None), nn.ModuleList):
+        raise TypeError(f"layerwise_probe needs a backbone with its stages in `.blocks` (an nn.ModuleList), "
+                        f"got a {type(backbone).__name__} without one")
+    if probe not in ("linear", "knn"):
+        raise ValueError(f"probe must be 'linear' or 'knn', got {probe!r}")
+    if isinstance(max_features, bool) or not isinstance(max_features, int) or max_features < 1:
+        raise ValueError(f"max_features must be a positive int, got {max_features!r}")
+    if data.train_labels is None or data.test_labels is None:
+        raise ValueError(f"data set {data.name!r} has no labels: probes need them")
+    train_blocks = _pooled_block_outputs(backbone, data.train_images, device, batch_size, max_features)
+    test_blocks = _pooled_block_outputs(backbone, data.test_images, device, batch_size, max_features)
+    accuracy = {}
+    for i, (train_f, test_f) in enumerate(zip(train_blocks, test_blocks)):
+        if probe == "linear":
+            accuracy[f"block{i + 1}"] = linear_probe(train_f, data.train_labels, test_f, data.test_labels,
+                                                     fraction, seed)
+        else:
+            accuracy[f"block{i + 1}"] = knn_accuracy(train_f, data.train_labels, test_f, data.test_labels, k,
+                                                     temperature)
+    return accuracy

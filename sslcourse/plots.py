@@ -156,3 +156,28 @@ def plot_max_min_ratio(dims, ratios_by_name: dict, ax=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_layerwise(accuracy_by_task: dict, ax=None, chance: float | None = None):
+    """Heatmap of layer-wise probe accuracies: one row per task, one column per block, annotated
+    (``sslcourse.evaluation.layerwise_probe``; the layout of Wu et al. CVPR 2018, Table 2).
+    Tasks may have different blocks (a ConvNet and a ResNet-18): missing cells stay blank. Each
+    row's best block is outlined, so where a task's features peak reads at a glance."""
+    import pandas as pd
+    import seaborn as sns
+
+    if not accuracy_by_task:
+        raise ValueError("accuracy_by_task is empty: give {task: {block: accuracy}}")
+    table = pd.DataFrame({task: pd.Series(acc, dtype=float) for task, acc in accuracy_by_task.items()}).T
+    table = table[sorted(table.columns, key=lambda b: (len(str(b)), str(b)))]   # block2 before block10
+    fig, ax = (plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.55 * table.shape[0] + 1.4))
+               if ax is None else (ax.figure, ax))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", cbar_kws={"label": "test accuracy"}, ax=ax)
+    for row, (_, values) in enumerate(table.iterrows()):
+        if values.notna().any():
+            col = table.columns.get_loc(values.idxmax())
+            ax.add_patch(plt.Rectangle((col, row), 1, 1, fill=False, edgecolor="white", lw=2.5))
+    title = "linear probe on each block" + (f" (chance {chance:.2f})" if chance is not None else "")
+    ax.set(xlabel="block (input side -> output side)", ylabel="", title=title)
+    fig.tight_layout()
+    return fig

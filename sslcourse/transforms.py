@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sslcourse.utils import check_tensor
+from sslcourse.utils import check_generator, check_tensor
 
 # ITU-R 601-2 luma, the weights torchvision and PIL use for grayscale.
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -38,7 +38,7 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 # ---------------------------------------------------------------- validation & random draws
 
-def _check_images(x, name: str = "images") -> torch.Tensor:
+def check_images(x, name: str = "images") -> torch.Tensor:
     check_tensor(x, name, ndim=4)
     if x.shape[1] not in (1, 3):
         raise ValueError(f"{name} must have 1 or 3 channels (N, C, H, W), got shape {tuple(x.shape)}")
@@ -48,29 +48,20 @@ def _check_images(x, name: str = "images") -> torch.Tensor:
 
 
 def _check_float_images(x, name: str = "images") -> torch.Tensor:
-    _check_images(x, name)
+    check_images(x, name)
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float in [0, 1] here, got dtype {x.dtype}; "
                         "convert uint8 with to_float or use Augment")
     return x
 
 
-def _check_generator(g) -> torch.Generator:
-    if not isinstance(g, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(g).__name__}")
-    if g.device.type != "cpu":
-        # Parameters are drawn on the CPU so CPU and GPU runs match for one seed.
-        raise ValueError(f"generator must be a CPU torch.Generator, got one on {g.device}")
-    return g
-
-
-def _check_prob(p, name: str) -> float:
+def check_prob(p, name: str) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return float(p)
 
 
-def _check_range(r, name: str, low: float, high: float) -> tuple[float, float]:
+def check_range(r, name: str, low: float, high: float) -> tuple[float, float]:
     """A (min, max) pair with low <= min <= max <= high."""
     try:
         a, b = (float(v) for v in r)
@@ -93,7 +84,7 @@ def _check_size(size, name: str = "size") -> int:
     return size
 
 
-def _uniform(g: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
+def uniform(g: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
     return torch.rand(shape, generator=g) * (high - low) + low
 
 
@@ -144,7 +135,7 @@ def normalize(x: torch.Tensor, mean=0.5, std=0.5) -> torch.Tensor:
     return x.sub(m.to(x.device).view(1, -1, 1, 1)).div_(s.to(x.device).view(1, -1, 1, 1))
 
 
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
+def to_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 or float 0..1 -> float32 0..1 (a new tensor: ops never alias the input)."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
 
@@ -154,8 +145,8 @@ def to_float(x: torch.Tensor, mean=0.5, std=0.5) -> torch.Tensor:
 
     Train-time :class:`Augment` ends with exactly this conversion, so train and eval agree.
     """
-    _check_images(x)
-    return normalize(_to_unit(x), mean, std)
+    check_images(x)
+    return normalize(to_unit(x), mean, std)
 
 
 # ---------------------------------------------------------------- geometry
@@ -167,8 +158,8 @@ def _crop_boxes(g, n: int, height: int, width: int, scale, ratio, attempts: int 
     draws that fits the image is kept, else a centre crop clamped to ``ratio``. Boxes are
     continuous (sub-pixel), which grid_sample handles for free.
     """
-    area = _uniform(g, (n, attempts), *scale) * (height * width)
-    aspect = torch.exp(_uniform(g, (n, attempts), math.log(ratio[0]), math.log(ratio[1])))
+    area = uniform(g, (n, attempts), *scale) * (height * width)
+    aspect = torch.exp(uniform(g, (n, attempts), math.log(ratio[0]), math.log(ratio[1])))
     w, h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
     fits = (w <= width) & (h <= height)
     first = fits.float().argmax(dim=1, keepdim=True)  # first fitting attempt (0 if none)
@@ -200,13 +191,13 @@ def random_resized_crop(x: torch.Tensor, g: torch.Generator, size: int, scale=(0
     aliased when a large box shrinks a lot.
     """
     _check_float_images(x)
-    _check_generator(g)
+    check_generator(g)
     size = _check_size(size)
-    scale = _check_range(scale, "scale", 0.0, 1.0)
-    ratio = _check_range(ratio, "ratio", 0.0, math.inf)
+    scale = check_range(scale, "scale", 0.0, 1.0)
+    ratio = check_range(ratio, "ratio", 0.0, math.inf)
     if scale[1] <= 0 or ratio[0] <= 0:
         raise ValueError(f"scale and ratio must be > 0, got scale={scale}, ratio={ratio}")
-    flip_p = _check_prob(flip_p, "flip_p")
+    flip_p = check_prob(flip_p, "flip_p")
     n, c, height, width = x.shape
 
     x0, y0, w, h = _crop_boxes(g, n, height, width, scale, ratio)
@@ -229,13 +220,13 @@ def random_resized_crop(x: torch.Tensor, g: torch.Generator, size: int, scale=(0
 
 def random_hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability ``p`` (when not cropping)."""
-    _check_images(x)
-    _check_generator(g)
-    flip = _coin(g, x.shape[0], _check_prob(p, "p"))
+    check_images(x)
+    check_generator(g)
+    flip = _coin(g, x.shape[0], check_prob(p, "p"))
     return _apply_to(x, flip, lambda imgs, idx: imgs.flip(-1))
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -341,16 +332,16 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, brightness: float = 0.0, c
     hue rotation on just the images whose step it is.
     """
     _check_float_images(x)
-    _check_generator(g)
+    check_generator(g)
     b_s = _check_strength(brightness, "brightness")
     c_s = _check_strength(contrast, "contrast")
     s_s = _check_strength(saturation, "saturation")
     h_s = _check_strength(hue, "hue", 0.5)
-    p = _check_prob(p, "p")
+    p = check_prob(p, "p")
     n = x.shape[0]
 
-    factors = torch.stack([_uniform(g, n, max(0.0, 1 - s), 1 + s) for s in (b_s, c_s, s_s)], dim=1)
-    shift = _uniform(g, n, -h_s, h_s)
+    factors = torch.stack([uniform(g, n, max(0.0, 1 - s), 1 + s) for s in (b_s, c_s, s_s)], dim=1)
+    shift = uniform(g, n, -h_s, h_s)
     order = torch.argsort(torch.rand(n, 4, generator=g), dim=1)  # a random permutation per image
     apply = _coin(g, n, p)
     if x.shape[1] == 1:  # no colour: saturation and hue are no-ops, as in torchvision
@@ -376,8 +367,8 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, brightness: float = 0.0, c
 def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
     """With probability ``p`` per image, replace it by its luma (channels kept)."""
     _check_float_images(x)
-    _check_generator(g)
-    mask = _coin(g, x.shape[0], _check_prob(p, "p"))
+    check_generator(g)
+    mask = _coin(g, x.shape[0], check_prob(p, "p"))
     if x.shape[1] == 1:
         return x.clone()
     return _apply_to(x, mask, lambda imgs, idx: _gray(imgs).expand_as(imgs))
@@ -390,8 +381,8 @@ def solarize(x: torch.Tensor, g: torch.Generator, p: float, threshold: float = 0
     on one view only.
     """
     _check_float_images(x)
-    _check_generator(g)
-    mask = _coin(g, x.shape[0], _check_prob(p, "p"))
+    check_generator(g)
+    mask = _coin(g, x.shape[0], check_prob(p, "p"))
     threshold = _check_strength(threshold, "threshold", 1.0)
     return _apply_to(x, mask, lambda imgs, idx: torch.where(imgs >= threshold, 1.0 - imgs, imgs))
 
@@ -421,16 +412,16 @@ def gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float, sigma=(0.1, 2.0
     padding as torchvision's GaussianBlur.
     """
     _check_float_images(x)
-    _check_generator(g)
-    p = _check_prob(p, "p")
-    lo, hi = _check_range(sigma, "sigma", 0.0, math.inf)
+    check_generator(g)
+    p = check_prob(p, "p")
+    lo, hi = check_range(sigma, "sigma", 0.0, math.inf)
     if lo <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
     n, c, height, width = x.shape
     side = min(height, width)
     k = _check_kernel(blur_kernel_size(side) if kernel_size is None else kernel_size, side)
 
-    sigmas = _uniform(g, n, lo, hi)
+    sigmas = uniform(g, n, lo, hi)
     t = torch.arange(k, dtype=torch.float32) - k // 2
     kernels = torch.exp(-0.5 * (t / sigmas[:, None]) ** 2)
     kernels = kernels / kernels.sum(dim=1, keepdim=True)  # (N, k): one 1-D Gaussian per image
@@ -463,39 +454,39 @@ class Augment:
                  blur_p: float = 0.0, blur_sigma=(0.1, 2.0), blur_kernel: int | None = None,
                  solarize_p: float = 0.0, mean=0.5, std=0.5):
         self.size = _check_size(size)
-        self.scale = None if scale is None else _check_range(scale, "scale", 0.0, 1.0)
-        self.ratio = _check_range(ratio, "ratio", 0.0, math.inf)
+        self.scale = None if scale is None else check_range(scale, "scale", 0.0, 1.0)
+        self.ratio = check_range(ratio, "ratio", 0.0, math.inf)
         if (self.scale is not None and self.scale[1] <= 0) or self.ratio[0] <= 0:
             raise ValueError(f"scale and ratio must be > 0, got scale={scale}, ratio={ratio}")
-        self.flip_p = _check_prob(flip_p, "flip_p")
+        self.flip_p = check_prob(flip_p, "flip_p")
         try:
             b, c, s, h = jitter
         except (TypeError, ValueError):
             raise ValueError(f"jitter must be (brightness, contrast, saturation, hue), got {jitter!r}") from None
         self.jitter = (_check_strength(b, "brightness"), _check_strength(c, "contrast"),
                        _check_strength(s, "saturation"), _check_strength(h, "hue", 0.5))
-        self.jitter_p = _check_prob(jitter_p, "jitter_p")
-        self.gray_p = _check_prob(gray_p, "gray_p")
-        self.blur_p = _check_prob(blur_p, "blur_p")
-        self.blur_sigma = _check_range(blur_sigma, "blur_sigma", 1e-6, math.inf)
+        self.jitter_p = check_prob(jitter_p, "jitter_p")
+        self.gray_p = check_prob(gray_p, "gray_p")
+        self.blur_p = check_prob(blur_p, "blur_p")
+        self.blur_sigma = check_range(blur_sigma, "blur_sigma", 1e-6, math.inf)
         self.blur_kernel = _check_kernel(blur_kernel_size(self.size) if blur_kernel is None else blur_kernel,
                                          self.size)
-        self.solarize_p = _check_prob(solarize_p, "solarize_p")
+        self.solarize_p = check_prob(solarize_p, "solarize_p")
         self.mean = tuple(_channel_stats(mean, 3, "mean").tolist())
         self.std = tuple(_channel_stats(std, 3, "std").tolist())
         if min(self.std) <= 0:
             raise ValueError(f"std must be > 0, got {std!r}")
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _check_images(x)
-        _check_generator(generator)
+        check_images(x)
+        check_generator(generator)
         if len(self.mean) == 3 and x.shape[1] == 1:
             raise ValueError(f"mean/std have 3 values but the images have 1 channel: {tuple(x.shape)}")
-        x = _to_unit(x)
+        x = to_unit(x)
         if self.scale is not None:
             x = random_resized_crop(x, generator, self.size, self.scale, self.ratio, self.flip_p)
         else:
-            x = _resize(x, self.size)
+            x = resize(x, self.size)
             if self.flip_p > 0:
                 x = random_hflip(x, generator, self.flip_p)
         if self.jitter_p > 0 and any(self.jitter):
@@ -664,8 +655,8 @@ def show_views(images: torch.Tensor, augment, generator: torch.Generator, n_view
     """
     from sslcourse.plots import show_images
 
-    _check_images(images)
-    _check_generator(generator)
+    check_images(images)
+    check_generator(generator)
     n_views = _check_size(n_views, "n_views")
     transforms = tuple(augment) if isinstance(augment, (tuple, list)) else (augment,)
     views = []
@@ -676,7 +667,7 @@ def show_views(images: torch.Tensor, augment, generator: torch.Generator, n_view
         std = torch.tensor(t.std[:v.shape[1]]).view(1, -1, 1, 1)
         views.append((v.detach().cpu() * std + mean).clamp(0, 1))  # undo normalise for display
     size = views[0].shape[-1]
-    originals = _resize(_to_unit(images).cpu(), size).clamp(0, 1)
+    originals = resize(to_unit(images).cpu(), size).clamp(0, 1)
     grid = torch.stack([originals, *views], dim=1).flatten(0, 1)  # row-major: image, its views
     titles = (["original"] + [f"view {j + 1}" for j in range(n_views)]) * len(images)
     return show_images(grid, titles=titles, ncols=n_views + 1)

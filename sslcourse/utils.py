@@ -1,6 +1,7 @@
 """Small shared helpers: seeding, devices and validation at the public boundary."""
 import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -72,3 +73,23 @@ def check_dim(value, name: str) -> int:
 
 def cpu_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def check_generator(g) -> torch.Generator:
+    if not isinstance(g, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(g).__name__}")
+    if g.device.type != "cpu":
+        # Parameters are drawn on the CPU so CPU and GPU runs match for one seed.
+        raise ValueError(f"generator must be a CPU torch.Generator, got one on {g.device}")
+    return g
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module):
+    """Run the block with ``module`` in eval mode (batch norm on running statistics), then restore its mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

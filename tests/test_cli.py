@@ -23,7 +23,7 @@ def test_methods_lists_every_registered_method_with_its_paper(capsys):
     (["pretrain", "--epochs", "three"], "invalid int value"),
     (["pretrain", "--batch-size", "1"], "--batch-size must be at least 2"),
     (["pretrain", "--lr", "-0.1"], "--lr must be > 0"),
-    (["pretrain", "--dataset", "imagenet"], "neither a known data set (world, world-shortcut, cifar10"),
+    (["pretrain", "--dataset", "imagenet"], "neither a known data set (world, world-shortcut, world-upright, cifar10"),
     (["pretrain", "--device", "quantum"], "--device"),
     (["pretrain", "--resume"], "--resume needs --out"),
     (["pretrain", "--n-train", "-5"], "--n-train must be a positive integer"),

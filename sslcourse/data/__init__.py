@@ -50,9 +50,11 @@ class ImageDataset:
 DATASETS = {
     "world": "the procedural world: 10 shapes under colour, texture, pose and clutter (offline, default)",
     "world-shortcut": "the world with colour correlated with class, to show shortcut learning",
+    "world-upright": "the world with every shape upright (angle 0), so that rotation can be predicted",
     "cifar10": "CIFAR-10 through torchvision (files under data/, or --download where the network allows)",
     "stl10": "STL-10 through torchvision, 96x96",
     "mnist": "MNIST through torchvision, 1x28x28",
+    "videos": "short videos of the world (8 frames, exact optical flow); images are first frames (offline)",
 }
 
 
@@ -60,18 +62,19 @@ def load_dataset(name: str, root=DATA_ROOT, seed: int = 0, n_train: int | None =
                  n_test: int | None = None, download: bool = False) -> ImageDataset:
     """Load a data set by name (see ``DATASETS``) or from a path: an ``.npz`` file or a folder of images.
 
-    ``n_train`` and ``n_test`` size the world and cut the others (first images).
+    ``n_train`` and ``n_test`` size the world and its videos, and cut the others (first images).
     """
     from pathlib import Path as _Path
 
-    from . import real, world
+    from . import real, video, world
 
-    if name in ("world", "world-shortcut"):
-        sizes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
-        shortcut = {"colour_shortcut": 0.9} if name == "world-shortcut" else {}
-        data = world.load_world(seed=seed, root=root, **sizes, **shortcut)
-        if name == "world-shortcut":
-            data.name = name
+    sizes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
+    if name == "videos":
+        return video.load_videos(seed=seed, root=root, **sizes)
+    variants = {"world": {}, "world-shortcut": {"colour_shortcut": 0.9}, "world-upright": {"max_angle": 0.0}}
+    if name in variants:
+        data = world.load_world(seed=seed, root=root, **sizes, **variants[name])
+        data.name = name
         return data
     loaders = {"cifar10": real.load_cifar10, "stl10": real.load_stl10, "mnist": real.load_mnist}
     if name in loaders:

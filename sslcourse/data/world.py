@@ -29,6 +29,7 @@ background). Clutter lies behind every object.
 """
 import dataclasses
 import hashlib
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,8 @@ class WorldConfig:
     colour_shortcut  probability that an object's hue is its class's fixed hue (shortcut learning)
     scale_range      (min, max) object diameter as a fraction of the image side
     texture_contrast (min, max) luminance contrast of the background texture; (0, 0) = flat
+    max_angle        objects are turned by an angle drawn uniformly in [0, max_angle) radians;
+                     0 keeps every shape upright, which rotation prediction (unit 2) needs
     """
     image_size: int = 32
     max_objects: int = 1
@@ -100,12 +103,15 @@ class WorldConfig:
     colour_shortcut: float = 0.0
     scale_range: tuple = (0.45, 0.75)
     texture_contrast: tuple = (0.08, 0.25)
+    max_angle: float = 2 * math.pi
 
     def __post_init__(self):
         _check_int(self.image_size, "image_size", 16, 1024)
         _check_int(self.max_objects, "max_objects", 1, 16)
         _check_int(self.clutter, "clutter", 0, 32)
         _check_fraction(self.colour_shortcut, "colour_shortcut")
+        if not _is_number(self.max_angle) or not 0 <= self.max_angle <= 2 * math.pi:
+            raise ValueError(f"max_angle must be a number of radians in [0, 2 pi], got {self.max_angle!r}")
         for name, low in (("scale_range", 0.05), ("texture_contrast", 0.0)):
             value = getattr(self, name)
             if (not isinstance(value, (tuple, list)) or len(value) != 2
@@ -179,7 +185,7 @@ def sample_scenes(n: int, seed=0, config: WorldConfig = WorldConfig()) -> Scenes
     # Shrink by the config's max_objects, not by each image's count: size must not give the count away.
     scale = rng.uniform(*config.scale_range, size=(n, k)) / np.sqrt(k)
     scale = np.where(present, -np.sort(-np.where(present, scale, -1), axis=1), scale)  # slot 0 largest
-    angle = rng.uniform(0, 2 * np.pi, size=(n, k))
+    angle = rng.uniform(0, config.max_angle, size=(n, k))
     x, y = _place(rng, scale, present)
     # Depth: a random order of the present objects, rank 0 in front (argsort twice = ranks).
     keys = np.where(present, rng.random((n, k)), np.inf)

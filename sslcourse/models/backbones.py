@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from .vit import ViT
+
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     """3x3 conv, batch norm, ReLU, then 2x2 max-pool halves the resolution."""
@@ -61,6 +63,7 @@ class ResNet18(nn.Module):
 BACKBONES = {
     "convnet": ConvNet,
     "resnet18": ResNet18,
+    "vit": ViT,   # patch tokens, mean-pooled (sslcourse/models/vit.py)
 }
 
 
