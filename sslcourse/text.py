@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data.world import CLASSES, WorldConfig, sample_scenes
 from .masking import masked_mean, random_masking
@@ -180,7 +181,7 @@ def language_model_loss(model: TextTransformer, ids: torch.Tensor, tokenizer: To
 
 
 def train_language_model(model: TextTransformer, ids: torch.Tensor, tokenizer: Tokenizer, steps: int = 300,
-                         batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> list[float]:
+                         batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> list[float]:
     """AdamW on random batches of ``ids`` (N, T) for ``steps`` steps, cosine-decayed lr; returns the losses."""
     check_dim(steps, "steps")
     check_dim(batch_size, "batch_size")
@@ -189,7 +190,7 @@ def train_language_model(model: TextTransformer, ids: torch.Tensor, tokenizer: T
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.train()
     losses = []
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="text model" + (" (causal)" if model.causal else ""), disable=not progress):
         batch = ids[torch.randint(len(ids), (batch_size,), generator=generator)]
         loss = language_model_loss(model, batch, tokenizer, generator)
         optimizer.zero_grad(set_to_none=True)

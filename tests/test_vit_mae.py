@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sslcourse.cli import main
 from sslcourse.data.world import load_world
 from sslcourse.evaluation import evaluate, extract_features, fine_tune
+from sslcourse.experiments import initial_backbone, pretrain, probe
 from sslcourse.masking import kept_count, masked_mean, patchify, random_masking, take_tokens, unpatchify, visible_mean_prediction
 from sslcourse.methods import METHODS, build_method
 from sslcourse.methods.mae import MAE, mae_loss, normalise_patches
@@ -481,3 +482,17 @@ def test_masked_modelling_reconstructs_masked_patches_better_than_the_visible_me
     assert history["loss"][-1] < 0.6 * history["loss"][0]
     assert before[0] > baseline                                # at random init the baseline wins
     assert after < 0.9 * baseline, f"{name}: masked-patch loss {after:.3f}, visible-mean baseline {baseline:.3f}"
+
+
+# The probe needs more steps than the reconstruction: MAE's features first lose what the random
+# network's had (250 steps: linear probe 0.174 -> 0.152), then gain. Lecture 08 measured, on the
+# same data, 1,250 steps at batch 32: kNN 0.104 -> 0.167 at 55% masked (0.136 at 75%), and 2,500
+# steps at 75%: kNN 0.173, linear probe 0.202 -> 0.246. This test is the 55% run, about a minute.
+
+@pytest.mark.slow
+def test_mae_features_beat_random_init_in_knn(tmp_path):
+    data = load_world(n_train=2000, n_test=1000, seed=0, root=tmp_path, image_size=16)
+    before = probe(initial_backbone(data, 0, "vit"), data)["knn"]
+    method, _ = pretrain("mae", data, epochs=20, batch_size=32, seed=0, backbone="vit", mask_ratio=0.55)
+    after = probe(method.backbone, data)["knn"]
+    assert after > before + 0.03, f"kNN accuracy {before:.3f} at random init, {after:.3f} after MAE"
