@@ -1,9 +1,9 @@
 """The lab pipeline end to end: build, grade, release, and a student's run.
 
 One module-scoped build serves every test. The submissions under tests/submissions/
-(lab 05), tests/submissions/06_moco/ (lab 06) and tests/submissions/07_collapse_detective/
-(lab 07) are graded in one `tools/labs.py grade` run per lab, as `make grade` would,
-together with the solution (full marks) and the untouched student notebook (zero).
+(lab 05) and tests/submissions/NN_name/ (each lab of GRADED_LABS: 02, 06, 07, 08) are graded
+in one `tools/labs.py grade` run per lab, as `make grade` would, together with the solution
+(full marks) and the untouched student notebook (zero).
 """
 import csv
 import importlib.util
@@ -37,6 +37,16 @@ COLLAPSE_LAB = "07_collapse_detective"
 COLLAPSE_SUBMISSIONS = SUBMISSIONS / COLLAPSE_LAB
 COLLAPSE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
 COLLAPSE_FULL = {"q1": 3, "q2": 2, "q3": 2, "q4": 3, "q5": 3}
+
+CONTEXT_LAB = "02_context_based"
+CONTEXT_SUBMISSIONS = SUBMISSIONS / CONTEXT_LAB
+CONTEXT_QUESTIONS = ["q1", "q2", "q3", "q4"]
+CONTEXT_FULL = {"q1": 3, "q2": 4, "q3": 3, "q4": 3}
+
+MAE_LAB = "08_mae"
+MAE_SUBMISSIONS = SUBMISSIONS / MAE_LAB
+MAE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
+MAE_FULL = {"q1": 3, "q2": 2, "q3": 3, "q4": 3, "q5": 3}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -96,7 +106,9 @@ def descriptions(folder=SUBMISSIONS):
 
 
 @pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS),
-                                              (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS)])
+                                              (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS),
+                                              (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS),
+                                              (MAE_SUBMISSIONS, MAE_QUESTIONS)])
 def test_every_description_is_complete(folder, questions):
     assert descriptions(folder)
     for name, d in descriptions(folder).items():
@@ -337,9 +349,7 @@ for fn, args in [(cosine_similarity_matrix, (z, z)), (nt_xent, (z, z)), (info_nc
 assert list(inspect.signature(nt_xent).parameters) == ["z1", "z2", "temperature"]
 print("ok")
 """
-    proc = subprocess.run([sys.executable, "-c", script], cwd=release, env={**ENV, "PYTHONPATH": str(release)},
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+    run_python_in_release(release, script)
 
 
 def run_in_release(lab, release, folder, questions):
@@ -372,30 +382,6 @@ def test_student_notebook_with_solutions_passes_every_check_in_the_release(built
 # Lab 06 (MoCo): the same pipeline on a second lab, whose functions are library code
 # decorated with @torch.no_grad() and whose run plugs the student's functions into MoCo.
 
-@pytest.fixture(scope="module")
-def moco_built(built):
-    return labs.find_lab(MOCO_LAB)
-
-
-def test_moco_student_notebook_and_autograder_bundle(moco_built):
-    import zipfile
-    nb = nbformat.read(moco_built.student_notebook, as_version=4)
-    student = "\n".join([cell.source for cell in nb.cells] + list(nb.metadata["otter"]["tests"].values()))
-    solution = nbformat.read(moco_built.solution_notebook, as_version=4)
-    for marker in ("BEGIN SOLUTION", "labcheck", "hidden=True", "keys.to(queue.dtype)",
-                   'queue_size=MOCO["queue_size"]'):
-        assert marker not in student, f"the student notebook contains {marker!r}"
-    assert 'queue_size=MOCO["queue_size"]' in "\n".join(cell.source for cell in solution.cells)
-    assert list(answer_cells(nb)) == MOCO_QUESTIONS
-    assert sorted(nb.metadata["otter"]["tests"]) == MOCO_QUESTIONS
-    with zipfile.ZipFile(moco_built.autograder) as zf:
-        q3 = zf.read("tests/q3.py").decode()
-        assert json.loads(zf.read("lab.json"))["students_write"] == [
-            "sslcourse.methods.momentum.momentum_update", "sslcourse.methods.momentum.enqueue"]
-    assert "hidden=True" in q3 and "info_nce_logits" in q3
-    assert labs.questions(moco_built.autograder) == MOCO_FULL
-
-
 def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
     """Read, not run: test_release_library_imports_and_stubs_name_the_lab already imports every
     module of the release and calls stubs, and the student's run below trains MoCo in it."""
@@ -412,58 +398,17 @@ def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
     assert (release / "labs" / MOCO_LAB / f"{MOCO_LAB}.ipynb").exists()
 
 
-def test_moco_student_notebook_with_solutions_passes_every_check_in_the_release(moco_built, release, tmp_path):
-    """MoCo runs in the release only with the student's three functions plugged in."""
-    run_in_release(moco_built, release, tmp_path / "student", MOCO_QUESTIONS)
-
-
 # ----------------------------------------------------------------------------------------
 # Lab 07 (the collapse detective): library functions whose stubs reach further (the
 # diagnostics under analysis.collapse_report and the trainer's diagnostics_every), a
 # guarded function outside the manifest (singular_values), and training runs that use the
 # student's loss and diagnostics.
 
-@pytest.fixture(scope="module")
-def collapse_built(built):
-    return labs.find_lab(COLLAPSE_LAB)
-
-
-def test_collapse_student_notebook_and_autograder_bundle(collapse_built):
-    import zipfile
-    nb = nbformat.read(collapse_built.student_notebook, as_version=4)
-    student = "\n".join([cell.source for cell in nb.cells] + list(nb.metadata["otter"]["tests"].values()))
-    solution = "\n".join(cell.source for cell in nbformat.read(collapse_built.solution_notebook, as_version=4).cells)
-    for marker in ("BEGIN SOLUTION", "labcheck", "hidden=True"):
-        assert marker not in student, f"the student notebook contains {marker!r}"
-    for answer in ("spread_and_redundancy", "eigvalsh(centred", '"C": "complete"',
-                   "vicreg(z1, z2, 0.0, var_weight, cov_weight)"):
-        assert answer in solution and answer not in student, f"{answer!r} belongs to the solution only"
-    assert list(answer_cells(nb)) == COLLAPSE_QUESTIONS
-    assert sorted(nb.metadata["otter"]["tests"]) == COLLAPSE_QUESTIONS
-    with zipfile.ZipFile(collapse_built.autograder) as zf:
-        q3, q4 = zf.read("tests/q3.py").decode(), zf.read("tests/q4.py").decode()
-        assert json.loads(zf.read("lab.json"))["students_write"] == [
-            "sslcourse.losses.vicreg.vicreg", "sslcourse.losses.vicreg.variance_term",
-            "sslcourse.losses.vicreg.covariance_term", "sslcourse.analysis.normalized_std",
-            "sslcourse.analysis.effective_rank"]
-    assert "hidden=True" in q3 and "sslcourse.analysis.singular_values" in q3
-    assert "@test_case(points=0, hidden=False)" in q4       # the format check is free; the three verdicts score
-    assert labs.questions(collapse_built.autograder) == COLLAPSE_FULL
-
-
 def test_release_stubs_vicreg_and_the_diagnostics_for_lab_07(release):
     """The five functions are stubs naming lab 07; what is built on the diagnostics says so too,
     and the rest of both modules still works."""
-    import ast
-    for module, names in [("sslcourse/losses/vicreg.py", ["vicreg", "variance_term", "covariance_term"]),
-                          ("sslcourse/analysis.py", ["normalized_std", "effective_rank"])]:
-        tree = ast.parse((release / module).read_text())
-        functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-        for name in names:
-            node = functions[name]
-            assert ast.get_docstring(node), name
-            assert [ast.unparse(statement) for statement in node.body[1:]] == \
-                [f"raise ExerciseNotDone({name!r}, {COLLAPSE_LAB!r})"], f"{name} is not a stub naming lab {COLLAPSE_LAB}"
+    assert_stubs(release, COLLAPSE_LAB, {"sslcourse/losses/vicreg.py": ["vicreg", "variance_term", "covariance_term"],
+                                         "sslcourse/analysis.py": ["normalized_std", "effective_rank"]})
     script = f"""
 import torch
 from sslcourse.analysis import collapse_report, singular_values, uniformity
@@ -479,31 +424,131 @@ else:
 assert singular_values(z).shape == (8,) and uniformity(z) < 0 and barlow_twins(z, z) >= 0   # the rest is kept
 print("ok")
 """
+    run_python_in_release(release, script)
+
+
+# ----------------------------------------------------------------------------------------
+# Lab 02 (rotations and jigsaw puzzles): stubs that stop two library tasks (Rotation's pseudo
+# labels, Jigsaw's permutation set and tiles), a function graded on all its options
+# (permutation_set's four criteria), and runs that plug the student's rotate_batch into Rotation.
+
+def assert_stubs(release, lab_name, functions_by_module):
+    """Each listed function of each module of the release is a stub naming ``lab_name``, docstring kept."""
+    import ast
+    for module, names in functions_by_module.items():
+        tree = ast.parse((release / module).read_text())
+        functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+        for name in names:
+            node = functions[name]
+            assert ast.get_docstring(node), name
+            assert [ast.unparse(statement) for statement in node.body[1:]] == \
+                [f"raise ExerciseNotDone({name!r}, {lab_name!r})"], f"{name} is not a stub naming lab {lab_name}"
+
+
+def run_python_in_release(release, script):
+    """Run ``script`` in a fresh interpreter on the release's library; it must print "ok"."""
     proc = subprocess.run([sys.executable, "-c", script], cwd=release, env={**ENV, "PYTHONPATH": str(release)},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_collapse_student_notebook_with_solutions_passes_every_check_in_the_release(collapse_built, release, tmp_path):
-    """The runs train in the release with the student's loss and diagnostics, the library's being stubs."""
-    run_in_release(collapse_built, release, tmp_path / "student", COLLAPSE_QUESTIONS)
+def test_release_stubs_rotations_and_jigsaw_for_lab_02(release):
+    """The three functions are stubs naming lab 02; the Rotation and Jigsaw tasks built on them raise
+    the same error, and the rest of both modules still works."""
+    assert_stubs(release, CONTEXT_LAB, {"sslcourse/methods/rotation.py": ["rotate_batch"],
+                                        "sslcourse/methods/jigsaw.py": ["permutation_set", "jigsaw_tiles"]})
+    run_python_in_release(release, f"""
+import torch
+from sslcourse.exercises import ExerciseNotDone
+from sslcourse.methods import build_method
+from sslcourse.methods.jigsaw import hamming_stats
+from sslcourse.methods.rotation import attention_map
+from sslcourse.models import build_backbone
+x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+rotation = build_method("rotation", build_backbone("convnet"))
+for what, call in [("the rotation task", lambda: rotation.training_step(x, torch.Generator())),
+                   ("the jigsaw task", lambda: build_method("jigsaw", build_backbone("convnet")))]:
+    try:
+        call()
+    except ExerciseNotDone as err:
+        assert "implement this in lab {CONTEXT_LAB}" in str(err), err
+    else:
+        raise AssertionError(f"{{what}} still works without the lab's functions")
+assert hamming_stats(torch.tensor([[0, 1, 2], [1, 2, 0]])) == (3.0, 3)          # the rest is kept
+assert attention_map(rotation.backbone, x, 1).shape == (4, 32, 32)
+print("ok")
+""")
 
 
 # ----------------------------------------------------------------------------------------
-# Labs 06 and 07 are graded the same way: the solution, the untouched notebook and every
-# description, in one batch per lab.
+# Lab 08 (MAE): stubs in two modules that the library's MAE, SimMIM and masked language
+# modelling are built on, library helpers guarded by a hidden test (masked_mean,
+# normalise_patches), and a run that hands the student's four functions to MAE.
+
+def test_release_stubs_patches_masking_and_the_mae_loss_for_lab_08(release):
+    """The four functions are stubs naming lab 08; MAE, SimMIM and masked language modelling raise
+    the same error, and the rest of both modules still works."""
+    assert_stubs(release, MAE_LAB, {"sslcourse/masking.py": ["patchify", "unpatchify", "random_masking"],
+                                    "sslcourse/methods/mae.py": ["mae_loss"]})
+    script = f"""
+import torch
+from sslcourse import text
+from sslcourse.exercises import ExerciseNotDone
+from sslcourse.masking import kept_count, masked_mean, take_tokens, visible_mean_prediction
+from sslcourse.methods import build_method
+from sslcourse.methods.mae import normalise_patches
+from sslcourse.models import ViT
+x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+mae, simmim = (build_method(name, ViT(image_size=16), image_size=16) for name in ("mae", "simmim"))
+corpus = text.caption_corpus(8)
+tokenizer = text.Tokenizer.from_corpus(corpus)
+for what, call in [("MAE", lambda: mae.training_step(x, torch.Generator())),
+                   ("MAE's measure", lambda: mae.reconstruction_error(x, torch.Generator())),
+                   ("SimMIM", lambda: simmim.training_step(x, torch.Generator())),
+                   ("masked language modelling",
+                    lambda: text.mask_language(tokenizer.encode(corpus), tokenizer, torch.Generator()))]:
+    try:
+        call()
+    except ExerciseNotDone as err:
+        assert "implement this in lab {MAE_LAB}" in str(err), err
+    else:
+        raise AssertionError(f"{{what}} still works without the lab's functions")
+tokens = torch.randn(2, 5, 3)                                                   # the rest is kept
+assert take_tokens(tokens, torch.tensor([[4, 0], [1, 2]])).shape == (2, 2, 3) and kept_count(16, 0.75) == 4
+assert masked_mean(torch.ones(2, 5), torch.ones(2, 5, dtype=torch.bool)) == 1
+assert visible_mean_prediction(tokens, torch.zeros(2, 5, dtype=torch.bool)).shape == (2, 5, 3)
+assert normalise_patches(tokens).shape == (2, 5, 3)
+print("ok")
+"""
+    run_python_in_release(release, script)
+
+
+# ----------------------------------------------------------------------------------------
+# The labs of GRADED_LABS are graded the same way: the solution, the untouched notebook and
+# every description, in one batch per lab.
 
 GRADED_LABS = {MOCO_LAB: (MOCO_SUBMISSIONS, MOCO_QUESTIONS, MOCO_FULL, {"q4"}),
-               COLLAPSE_LAB: (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS, COLLAPSE_FULL, {"q5"})}
+               COLLAPSE_LAB: (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS, COLLAPSE_FULL, {"q5"}),
+               CONTEXT_LAB: (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS, CONTEXT_FULL, {"q4"}),
+               MAE_LAB: (MAE_SUBMISSIONS, MAE_QUESTIONS, MAE_FULL, {"q5"})}
+
+
+_GRADING_BATCHES = {}   # lab name -> (rows, csv path), one batch per lab for the whole module
 
 
 @pytest.fixture(scope="module")
 def lab_grades(request, built, tmp_path_factory):
-    """(lab name, rows, csv path) of one grading batch; ``request.param`` names the lab."""
-    folder, _, _, empty = GRADED_LABS[request.param]
-    rows, out = grade_all(labs.find_lab(request.param), descriptions(folder), empty,
-                          tmp_path_factory.mktemp(request.param), "--test-timeout", 60, "--timeout", 400)
-    return request.param, rows, out
+    """(lab name, rows, csv path) of one grading batch; ``request.param`` names the lab.
+
+    pytest sets this fixture up again for each test of the (lab, submission) parametrisation
+    below (each pair is a parameter set of its own), so the batches are kept here: each lab is
+    graded once."""
+    if request.param not in _GRADING_BATCHES:
+        folder, _, _, empty = GRADED_LABS[request.param]
+        _GRADING_BATCHES[request.param] = grade_all(labs.find_lab(request.param), descriptions(folder), empty,
+                                                    tmp_path_factory.mktemp(request.param), "--test-timeout", 60,
+                                                    "--timeout", 400)
+    return (request.param, *_GRADING_BATCHES[request.param])
 
 
 @pytest.mark.parametrize("lab_grades", list(GRADED_LABS), indirect=True)
@@ -524,3 +569,69 @@ def test_lab_broken_submission_gets_expected_score(lab_grades, name):
     row, d = rows[name], descriptions(folder)[name]
     assert scores(row, questions) == {q: float(v) for q, v in d.EXPECTED.items()}, row
     assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
+
+
+# ----------------------------------------------------------------------------------------
+# What each lab's build must hold, and a student's run of it in the release, the same way
+# for every lab listed here. Per lab: answers that only the solution holds; per test file
+# of the autograder bundle, what it must contain; the manifest's students_write.
+
+BUILT_LABS = {
+    MOCO_LAB: {"answers": ("keys.to(queue.dtype)", 'queue_size=MOCO["queue_size"]'),
+               "tests": {"q3": ("hidden=True", "info_nce_logits")},
+               "students_write": ["sslcourse.methods.momentum.momentum_update",
+                                  "sslcourse.methods.momentum.enqueue"]},
+    COLLAPSE_LAB: {"answers": ("spread_and_redundancy", "eigvalsh(centred", '"C": "complete"',
+                               "vicreg(z1, z2, 0.0, var_weight, cov_weight)"),
+                   "tests": {"q3": ("hidden=True", "sslcourse.analysis.singular_values"),
+                             # the format check is free; the three verdicts score
+                             "q4": ("@test_case(points=0, hidden=False)",)},
+                   "students_write": ["sslcourse.losses.vicreg.vicreg", "sslcourse.losses.vicreg.variance_term",
+                                      "sslcourse.losses.vicreg.covariance_term", "sslcourse.analysis.normalized_std",
+                                      "sslcourse.analysis.effective_rank"]},
+    CONTEXT_LAB: {"answers": ("torch.rot90(images, quarter, dims=(2, 3))", "summed.masked_fill(in_set, -1.0)",
+                              "repeat_interleave(3) * cell", "rotate_batch(floats, generator"),
+                  "tests": {"q2": ("hidden=True", "def test_q2_other_criteria_against_reference"),
+                            "q4": ("hidden=True", "labcheck.armed()")},
+                  "students_write": ["sslcourse.methods.rotation.rotate_batch",
+                                     "sslcourse.methods.jigsaw.permutation_set",
+                                     "sslcourse.methods.jigsaw.jigsaw_tiles"]},
+    MAE_LAB: {"answers": ("grid.permute(0, 2, 4, 3, 5, 1)", "per_patch.permute(0, 5, 1, 3, 2, 4)",
+                          "order = torch.rand(batch_size, length, generator=generator).argsort(dim=1)",
+                          "torch.clamp(weights.sum(), min=1.0)", 'build_method("mae", build_backbone("vit")'),
+              "tests": {"q3": ("hidden=True", "get_state()"),
+                        "q4": ("hidden=True", "sslcourse.masking.masked_mean", "sslcourse.methods.mae.normalise_patches"),
+                        "q5": ("hidden=True", "labcheck.armed(), mock.patch.multiple(library_mae")},
+              "students_write": ["sslcourse.masking.patchify", "sslcourse.masking.unpatchify",
+                                 "sslcourse.masking.random_masking", "sslcourse.methods.mae.mae_loss"]},
+}
+
+
+@pytest.mark.parametrize("name", list(BUILT_LABS))
+def test_lab_student_notebook_and_autograder_bundle(built, name):
+    import zipfile
+    lab, (_, questions, full, _), expected = labs.find_lab(name), GRADED_LABS[name], BUILT_LABS[name]
+    nb = nbformat.read(lab.student_notebook, as_version=4)
+    student = "\n".join([cell.source for cell in nb.cells] + list(nb.metadata["otter"]["tests"].values()))
+    solution = "\n".join(cell.source for cell in nbformat.read(lab.solution_notebook, as_version=4).cells)
+    for marker in ("BEGIN SOLUTION", "labcheck", "hidden=True"):
+        assert marker not in student, f"the student notebook contains {marker!r}"
+    for answer in expected["answers"]:
+        assert answer in solution and answer not in student, f"{answer!r} belongs to the solution only"
+    assert list(answer_cells(nb)) == questions
+    assert sorted(nb.metadata["otter"]["tests"]) == questions
+    with zipfile.ZipFile(lab.autograder) as zf:
+        assert json.loads(zf.read("lab.json"))["students_write"] == expected["students_write"]
+        for question, needles in expected["tests"].items():
+            test = zf.read(f"tests/{question}.py").decode()
+            for needle in needles:
+                assert needle in test, f"tests/{question}.py of {name} should contain {needle!r}"
+    assert labs.questions(lab.autograder) == full
+
+
+@pytest.mark.parametrize("name", list(BUILT_LABS))
+def test_lab_student_notebook_with_solutions_passes_every_check_in_the_release(built, release, tmp_path, name):
+    """Each run trains in the release with the student's functions plugged in, the library's being stubs:
+    MoCo with the three of lab 06, VICReg with lab 07's loss and diagnostics, MAE with lab 08's four,
+    rotation with lab 02's rotate_batch."""
+    run_in_release(labs.find_lab(name), release, tmp_path / "student", GRADED_LABS[name][1])
