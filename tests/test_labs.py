@@ -252,10 +252,12 @@ def grade_all(lab, described, empty, folder, *options):
     return rows, out
 
 
+# One submission takes 15-30 s here; a whole-notebook limit of 200 s leaves room for a slower machine
+# and keeps a stalled run, which the grader runs twice, from costing CI more than a few minutes.
 @pytest.fixture(scope="module")
 def grades(built, tmp_path_factory):
     return grade_all(built, descriptions(), {"q6"}, tmp_path_factory.mktemp("submissions"),
-                     "--test-timeout", 4, "--timeout", 400)
+                     "--test-timeout", 4, "--timeout", 200)
 
 
 def scores(row, questions=QUESTIONS):
@@ -289,6 +291,50 @@ def test_broken_or_malicious_submission_gets_expected_score(grades, name):
     assert scores(row) == {q: float(v) for q, v in d.EXPECTED.items()}, row
     assert float(row["total"]) == sum(d.EXPECTED.values())
     assert d.NOTE in row["notes"], f"notes should mention {d.NOTE!r}: {row['notes']!r}"
+
+
+def _stall_then_finish(marker: str | None) -> None:
+    """A stand-in for the grading child: it hangs on its first run (on every run without a marker)."""
+    os.setsid()
+    if marker is None or not Path(marker).exists():
+        if marker:
+            Path(marker).touch()
+        time.sleep(600)
+
+
+def test_a_stalled_grading_run_is_retried_once_then_zero(built, tmp_path, monkeypatch, capsys):
+    """The whole-notebook limit is the grader's last resort: an overrun is graded once more,
+    with a note, and a second overrun gets zero, with the stalled run's log printed."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in ("recovers", "always_stalls"):
+        (folder / f"{name}.ipynb").write_text("{}")
+    attempts = []
+
+    def fake_start(path, autograder, points, timeout, overrides):
+        attempts.append(path.stem)
+        tmp = __import__("tempfile").TemporaryDirectory()
+        (Path(tmp.name) / "otter.log").write_text(f"log of {path.stem}, attempt {attempts.count(path.stem)}\n")
+        marker = str(tmp_path / path.stem) if path.stem == "recovers" else None
+        child = __import__("multiprocessing").get_context("fork").Process(target=_stall_then_finish, args=(marker,))
+        child.start()
+        now = time.monotonic()
+        return labs._Job(path.stem, path, tmp, child, now + timeout, {}, now)
+
+    def fake_finish(job, points, timed_out):
+        return labs.Grade(job.student, {q: 0.0 if timed_out else float(p) for q, p in points.items()},
+                          ["grading stopped"] if timed_out else [])
+
+    monkeypatch.setattr(labs, "_start", fake_start)
+    monkeypatch.setattr(labs, "_finish", fake_finish)
+    result = {g.student: g for g in labs.grade(folder, tmp_path / "grades.csv", built, timeout=2, jobs=2)}
+    assert sorted(attempts) == ["always_stalls", "always_stalls", "recovers", "recovers"]
+    assert sum(result["recovers"].scores.values()) == sum(FULL.values())
+    assert any("graded twice" in n for n in result["recovers"].notes), result["recovers"].notes
+    assert sum(result["always_stalls"].scores.values()) == 0
+    assert "grading stopped" in result["always_stalls"].notes
+    printed = capsys.readouterr().out
+    assert "log of always_stalls, attempt 1" in printed and "grading it once more" in printed
 
 
 # ----------------------------------------------------------------------------------------
@@ -547,7 +593,7 @@ def lab_grades(request, built, tmp_path_factory):
         folder, _, _, empty = GRADED_LABS[request.param]
         _GRADING_BATCHES[request.param] = grade_all(labs.find_lab(request.param), descriptions(folder), empty,
                                                     tmp_path_factory.mktemp(request.param), "--test-timeout", 60,
-                                                    "--timeout", 400)
+                                                    "--timeout", 200)
     return (request.param, *_GRADING_BATCHES[request.param])
 
 

@@ -387,7 +387,10 @@ def grade(submissions: Path, out: Path | None = None, lab: Lab | None = None, ti
     if jobs > 1:   # share the cores between the kernels: oversubscribed OpenMP threads spin and crawl
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
 
-    grades, pending, running = {}, list(files), []
+    # A notebook that overruns the whole-notebook limit is graded once more before it gets zero: runaway
+    # code is stopped per cell and per test long before that limit, so an overrun most likely means the
+    # grading machinery itself stalled (a kernel that never answered); its log is printed for diagnosis.
+    grades, pending, running, stalled = {}, list(files), [], {}
     while pending or running:
         while pending and len(running) < max(1, jobs):
             path = pending.pop(0)
@@ -405,8 +408,20 @@ def grade(submissions: Path, out: Path | None = None, lab: Lab | None = None, ti
             if timed_out or not job.child.is_alive():
                 job.child.join()
                 running.remove(job)
-                grades[job.path] = _report(_finish(job, points, timed_out), points, feedback_dir,
-                                           time.monotonic() - job.started)
+                seconds = time.monotonic() - job.started
+                if timed_out and job.path not in stalled:
+                    log_path = Path(job.tmp.name) / "otter.log"
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
+                    print(f"{job.student:>20s}: stopped after {seconds:.0f} s; grading it once more. The end of "
+                          f"its grading log:\n" + textwrap.indent("\n".join(tail) or "(empty)", "    | "), flush=True)
+                    job.tmp.cleanup()
+                    stalled[job.path] = seconds
+                    pending.insert(0, job.path)
+                    continue
+                grade = _finish(job, points, timed_out)
+                if job.path in stalled:
+                    grade.notes.append(f"graded twice: the first run stopped after {stalled[job.path]:.0f} s")
+                grades[job.path] = _report(grade, points, feedback_dir, seconds)
     grades = [grades[path] for path in files]
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
