@@ -21,7 +21,7 @@ from .methods import METHODS, Method
 from .models import build_backbone
 from .trainer import train
 from .transforms import recipe
-from .utils import check_positive, seed_everything
+from .utils import check_positive, eval_mode, seed_everything
 
 
 class Supervised(Method):
@@ -120,17 +120,15 @@ def head_features(method: Method, images: torch.Tensor, batch_size: int = 512) -
     ``method.projector``, and its output, each (N, D_layer) on the CPU.
     """
     h = extract_features(method.backbone, images, batch_size=batch_size)
-    was_training = method.projector.training
-    method.projector.eval()
     features, x = {"h (backbone)": h}, h.to(next(method.projector.parameters()).device)
     hidden = 0
-    for layer in method.projector:
-        x = layer(x)
-        if isinstance(layer, nn.ReLU):
-            hidden += 1
-            features[f"head layer {hidden}"] = x.cpu()
+    with eval_mode(method.projector):
+        for layer in method.projector:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                hidden += 1
+                features[f"head layer {hidden}"] = x.cpu()
     features["z (projection)"] = x.cpu()
-    method.projector.train(was_training)
     return features
 
 
@@ -153,17 +151,15 @@ def contrastive_task(method: Method, images: torch.Tensor, temperature: float | 
         raise ValueError(f"need batches of at least 2 images (one positive and one negative) and at most the "
                          f"{len(images)} given, got batch_size={batch_size!r} for {len(images)} images")
     generator = torch.Generator().manual_seed(seed)
-    was_training = method.training
-    method.eval()
     hits, entropies = [], []
-    for start in range(0, len(images) - n + 1, n):
-        batch = images[start:start + n]
-        views = torch.cat([method.augment(batch, generator), method.augment(batch, generator)])   # (2N, C, H, W)
-        on_sphere = F.normalize(method.projector(method.backbone(views)), dim=1)                  # (2N, D)
-        scores = (on_sphere @ on_sphere.T).fill_diagonal_(-float("inf")) / tau                  # (2N, 2N), no self
-        partner = torch.arange(2 * n).roll(n)                   # row i (a first view) pairs with row i + N
-        log_p = scores.log_softmax(dim=1)
-        hits.append(scores.argmax(dim=1) == partner)
-        entropies.append(-(log_p.exp() * log_p.nan_to_num(neginf=0.0)).sum(dim=1))
-    method.train(was_training)
+    with eval_mode(method):
+        for start in range(0, len(images) - n + 1, n):
+            batch = images[start:start + n]
+            views = torch.cat([method.augment(batch, generator), method.augment(batch, generator)])  # (2N, C, H, W)
+            on_sphere = F.normalize(method.projector(method.backbone(views)), dim=1)                 # (2N, D)
+            scores = (on_sphere @ on_sphere.T).fill_diagonal_(-float("inf")) / tau                 # (2N, 2N), no self
+            partner = torch.arange(2 * n).roll(n)                  # row i (a first view) pairs with row i + N
+            log_p = scores.log_softmax(dim=1)
+            hits.append(scores.argmax(dim=1) == partner)
+            entropies.append(-(log_p.exp() * log_p.nan_to_num(neginf=0.0)).sum(dim=1))
     return {"contrastive_acc": torch.cat(hits).float().mean().item(), "entropy": torch.cat(entropies).mean().item()}

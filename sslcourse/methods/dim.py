@@ -21,6 +21,7 @@ from ..losses import deep_infomax
 from ..losses.infomax import ESTIMATORS
 from ..models import MLPHead
 from ..transforms import recipe
+from ..utils import eval_mode
 from .base import Method
 
 
@@ -65,12 +66,9 @@ class DIM(Method):
         """The channel count of a block's output, from a dry run (in eval mode: BN statistics untouched)."""
         first_conv = next(m for m in self.backbone.modules() if isinstance(m, nn.Conv2d))
         x = torch.zeros(2, first_conv.in_channels, self.image_size, self.image_size)
-        was_training = self.backbone.training
-        self.backbone.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.backbone):
             for b in self.backbone.blocks[:block + 1]:
                 x = b(x)
-        self.backbone.train(was_training)
         return x.shape[1]
 
     def training_step(self, images, generator):

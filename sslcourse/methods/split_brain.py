@@ -32,7 +32,7 @@ from torch import nn
 from ..models import BACKBONES, ConvNet, build_backbone
 from ..models.decoders import ConvDecoder, image_channels
 from ..transforms import to_float
-from ..utils import check_dim
+from ..utils import check_dim, eval_mode
 from .cmc import LabSplitEncoder
 from .colorization import ab_bins, check_downsample, colour_targets, lab_of
 from .pretext import PretextTask
@@ -75,12 +75,10 @@ class SplitBrainEncoder(LabSplitEncoder):
         super().__init__(l_encoder, ab_encoder)
         self.l_channels = []           # the L half's channel count after each stage
         x = torch.zeros(2, 1, 16, 16)
-        was_training = l_encoder.training
-        with torch.no_grad():
-            for block in l_encoder.eval().blocks:
+        with torch.no_grad(), eval_mode(l_encoder):
+            for block in l_encoder.blocks:
                 x = block(x)
                 self.l_channels.append(x.shape[1])
-        l_encoder.train(was_training)
 
     @property
     def blocks(self) -> nn.ModuleList:
