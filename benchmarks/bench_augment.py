@@ -8,7 +8,6 @@ is forward + backward of the backbone on ready-made views; the full step adds th
 augmentation of both views, the projection head, NT-Xent and the optimiser step.
 """
 import argparse
-import time
 
 import torch
 import torchvision.transforms.v2 as T
@@ -18,6 +17,7 @@ from sslcourse.data.world import load_world
 from sslcourse.losses import nt_xent
 from sslcourse.methods import build_method
 from sslcourse.models import build_backbone
+from sslcourse.profiling import seconds_per_call
 from sslcourse.transforms import recipe
 from sslcourse.utils import resolve_device
 
@@ -43,19 +43,6 @@ class TwoViews(Dataset):
 
     def __getitem__(self, i):
         return self.transform(self.images[i]), self.transform(self.images[i])
-
-
-def timed(fn, steps, warmup=2, device=None):
-    for _ in range(warmup):
-        fn()
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - tic
 
 
 def main():
@@ -126,7 +113,7 @@ def main():
                          ("SimCLR step, torchvision DataLoader", torchvision_step)]:
             if "torchvision" in name:
                 stream = iter(loader)  # noqa: F841 -- a fresh epoch so the loader never runs dry
-            rows[name] = max(rows.get(name, 0.0), views / timed(fn, steps, device=device))
+            rows[name] = max(rows.get(name, 0.0), views / (steps * seconds_per_call(fn, steps, 2, device)))
     base = rows["backbone alone (fwd+bwd)"]
     print(f"device {device}, backbone {args.backbone}, batch {b} images = {2 * b} views, {steps} steps, "
           f"best of {args.rounds} rounds, {torch.get_num_threads()} threads, DataLoader workers {args.workers}")

@@ -14,35 +14,14 @@ embedding runs on every patch in both cases (MAE embeds all patches, then drops 
 ones), so the FLOPs ratio comes out near 1 - ratio.
 """
 import argparse
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from sslcourse.masking import random_masking
 from sslcourse.methods.mae import MAE
 from sslcourse.models import ViT
+from sslcourse.profiling import best_seconds, forward_flops
 from sslcourse.utils import resolve_device
-
-
-def timed(fn, steps: int, device, warmup: int = 1) -> float:
-    """Seconds per call of ``fn``, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - tic) / steps
-
-
-def forward_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def main():
@@ -86,10 +65,8 @@ def main():
         return run
 
     cases = {f"visible tokens only ({keep.shape[1]} of {length})": keep, f"all tokens ({length})": every}
-    seconds = {}
-    for _ in range(args.rounds):
-        for name, positions in cases.items():
-            seconds[name] = min(seconds.get(name, float("inf")), timed(step(positions), args.steps, device))
+    seconds = best_seconds({name: step(positions) for name, positions in cases.items()}, args.rounds, args.steps,
+                           device=device)
     flops = {name: forward_flops(forward(positions)) for name, positions in cases.items()}
     visible, everything = cases
     print(f"device {device}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.image_size} px, "

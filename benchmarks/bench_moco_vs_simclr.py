@@ -14,7 +14,6 @@ Memory is measured as the bytes of tensors that autograd saves for the backward 
 (device independent and deterministic), plus the CUDA allocator's peak on a GPU.
 """
 import argparse
-import time
 
 import torch
 
@@ -22,6 +21,7 @@ from sslcourse.data.world import load_world
 from sslcourse.evaluation import evaluate
 from sslcourse.methods import build_method
 from sslcourse.models import build_backbone
+from sslcourse.profiling import seconds_per_call
 from sslcourse.trainer import train
 from sslcourse.utils import resolve_device
 
@@ -85,17 +85,11 @@ def main():
                 opt.step()
                 method.on_step_end(0.5)
 
-            step()  # warm-up
             if device.type == "cuda":
-                torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            tic = time.perf_counter()
-            for _ in range(args.steps):
-                step()
+            per_step[name] = min(per_step.get(name, float("inf")), seconds_per_call(step, args.steps, 1, device))
             if device.type == "cuda":
-                torch.cuda.synchronize()
                 cuda_peak[name] = torch.cuda.max_memory_allocated() / 2**20
-            per_step[name] = min(per_step.get(name, float("inf")), (time.perf_counter() - tic) / args.steps)
 
     # Accuracy after the same budget: same data, seed, epochs and batch.
     results, seconds = {}, {}
