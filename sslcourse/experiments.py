@@ -65,13 +65,15 @@ def initial_backbone(data, seed: int = 0, backbone: str = "convnet") -> nn.Modul
 
 
 def pretrain(method, data, epochs: int, batch_size: int | None = None, lr: float | None = None, seed: int = 0,
-             backbone: str = "convnet", progress: bool = False, **hparams) -> tuple[Method, dict]:
+             backbone: str = "convnet", progress: bool = False, diagnostics_every: int = 0,
+             **hparams) -> tuple[Method, dict]:
     """Train ``method`` on ``data`` for ``epochs``; return ``(method, history)``.
 
     ``method`` is a registered name, built with ``METHODS[name].for_data(backbone, data, **hparams)``
     around :func:`initial_backbone`, or a built :class:`Method` (for a variant the constructor
     does not offer; then ``hparams`` must be empty). Other training settings are the method's
     ``defaults`` unless given (``batch_size``, ``lr``). The kNN monitor is off: call :func:`probe`.
+    ``diagnostics_every=k`` adds the trainer's collapse diagnostics every k epochs to the history.
     """
     if isinstance(method, str):
         if method not in METHODS:
@@ -85,7 +87,7 @@ def pretrain(method, data, epochs: int, batch_size: int | None = None, lr: float
     else:
         raise TypeError(f"method must be a registered name or a Method, got {type(method).__name__}")
     history = train(method, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, knn_every=0,
-                    progress=progress)
+                    diagnostics_every=diagnostics_every, progress=progress)
     return method, history
 
 

@@ -40,7 +40,8 @@ def test_pretrain_builds_the_named_method_around_the_initial_backbone(small_worl
     assert isinstance(method, SimCLR) and method.temperature == 0.7 and history == {"loss": []}
     assert same_weights(method.backbone, initial_backbone(small_world, seed=5))       # the documented start
     assert not same_weights(method.backbone, initial_backbone(small_world, seed=6))
-    assert seen == {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 5, "knn_every": 0, "progress": False}
+    assert seen == {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 5, "knn_every": 0, "diagnostics_every": 0,
+                    "progress": False}
 
 
 def test_pretrain_trains_and_is_deterministic(tiny_world):
@@ -55,8 +56,9 @@ def test_pretrain_trains_and_is_deterministic(tiny_world):
 
 def test_pretrain_accepts_a_built_method(tiny_world):
     method = METHODS["moco_v1"].for_data(initial_backbone(tiny_world), tiny_world, queue_size=128)
-    trained, history = pretrain(method, tiny_world, epochs=1, batch_size=128)
+    trained, history = pretrain(method, tiny_world, epochs=1, batch_size=128, diagnostics_every=1)
     assert trained is method and len(history["loss"]) == 1
+    assert len(history["diagnostics"]) == 1 and "effective_rank" in history["diagnostics"][0], history["diagnostics"]
 
 
 def test_pretrain_rejects_bad_input(small_world):
