@@ -1,5 +1,6 @@
 """k-means in torch (sslcourse.clustering) and DeepCluster: exact mechanics, fixes, determinism, learning."""
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -240,6 +241,13 @@ def test_registered_and_for_data_keeps_the_training_images(small_world):
     assert method.train_images is small_world.train_images and method.train_labels is small_world.train_labels
     assert method.n_train == 512 and method.image_size == 32 and method.batch_extras == ("index",)
     assert method.head.out_features == 20 and method.pseudo_labels.shape == (512,)
+
+
+def test_for_data_defaults_to_100_clusters_and_to_half_the_images_on_fewer(small_world):
+    assert DeepCluster.for_data(build_backbone("convnet"), small_world).n_clusters == 100
+    few = dataclasses.replace(small_world, train_images=small_world.train_images[:64],
+                              train_labels=small_world.train_labels[:64])
+    assert DeepCluster.for_data(build_backbone("convnet"), few).n_clusters == 32
 
 
 def test_recluster_is_k_means_of_the_whitened_features_and_reinitialises_the_head():

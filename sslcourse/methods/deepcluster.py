@@ -73,6 +73,8 @@ from ..transforms import Augment
 from ..utils import check_dim, check_tensor
 from .pretext import PretextTask
 
+N_CLUSTERS = 100     # the default k; the paper found k = 10,000 best on ImageNet
+
 
 def cluster_pseudo_labels(features: torch.Tensor, n_clusters: int, generator: torch.Generator, pca_dim: int = 256,
                           iterations: int = 20, reseed_empty: bool = True) -> KMeansResult:
@@ -104,7 +106,7 @@ class DeepCluster(PretextTask):
     # AdamW at batch 64 (SGD at the paper's lr did no better on the world in 15 epochs).
     defaults = {**PretextTask.defaults, "batch_size": 64}
 
-    def __init__(self, backbone, n_train: int, image_size: int = 32, n_clusters: int = 100, pca_dim: int = 256,
+    def __init__(self, backbone, n_train: int, image_size: int = 32, n_clusters: int = N_CLUSTERS, pca_dim: int = 256,
                  kmeans_iterations: int = 20, recluster_every: int = 1, reseed_empty: bool = True,
                  balance: bool = True, crop_scale=(0.08, 1.0), jitter_p: float = 0.8, gray_p: float = 0.5,
                  train_images: torch.Tensor | None = None, train_labels: torch.Tensor | None = None):
@@ -142,7 +144,11 @@ class DeepCluster(PretextTask):
 
     @classmethod
     def for_data(cls, backbone, data, **hparams):
-        return cls(backbone, **{"n_train": len(data.train_images), "image_size": data.image_size,
+        """As any method's; on fewer training images than the default 100 clusters (a quick
+        `pretrain --method deepcluster --n-train 64`), half as many clusters as images."""
+        n_train = len(data.train_images)
+        n_clusters = hparams.pop("n_clusters", min(N_CLUSTERS, max(2, n_train // 2)))
+        return cls(backbone, **{"n_train": n_train, "image_size": data.image_size, "n_clusters": n_clusters,
                                 "train_images": data.train_images, "train_labels": data.train_labels, **hparams})
 
     def set_training_data(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
