@@ -689,9 +689,30 @@ def test_multitask_rotation_and_counting_beats_random_init_in_its_best_layer(tmp
 
 
 def pretext_accuracy(method, images, seed=1):
-    with torch.no_grad():
-        inputs, targets = method.make_pseudo_labels(images, gen(seed))
-        return (method.predict(inputs).argmax(dim=1) == targets).float().mean().item()
+    return method.pretext_accuracy(images, gen(seed))
+
+
+def test_pretext_accuracy_scores_the_task_on_held_out_images_in_eval_mode():
+    method = build("rotation")
+    method.train()
+    seen_modes = []
+
+    def perfect(inputs):                      # a head that knows the rotation: read it off the corner
+        seen_modes.append(method.training)
+        return F.one_hot(torch.tensor(labels[:len(inputs)]), 4).float()
+
+    x = images(8)
+    _, labels = rotate_batch(to_float(x), gen(3))
+    labels = labels.tolist()
+    method.predict = perfect
+    assert method.pretext_accuracy(x, gen(3)) == 1.0
+    assert seen_modes == [False] and method.training      # scored in eval mode, the mode restored
+    method.predict = lambda inputs: torch.zeros(len(inputs), 4)    # always "0 degrees"
+    assert method.pretext_accuracy(x, gen(3)) == 0.25               # one of the four rotations of each image
+    with pytest.raises(TypeError, match="class index"):
+        build("counting", size=16).pretext_accuracy(images(4, size=16), gen())
+    with pytest.raises(TypeError, match="generator"):
+        method.pretext_accuracy(x, 3)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ only wires it to the backbone, so that the one trainer and the CLI run every tas
 import torch
 import torch.nn.functional as F
 
+from ..utils import check_dim, check_generator, check_tensor, eval_mode
 from .base import Method
 
 
@@ -37,3 +38,25 @@ class PretextTask(Method):
     def training_step(self, images, generator, **extras):
         inputs, targets = self.make_pseudo_labels(images, generator)
         return self.loss(self.predict(inputs), targets)
+
+    @torch.no_grad()
+    def pretext_accuracy(self, images: torch.Tensor, generator: torch.Generator, batch_size: int = 256) -> float:
+        """How well the network solves its own task on ``images`` (uint8, held out from training):
+        the fraction of pseudo labels it predicts, in eval mode. For tasks whose pseudo label is a
+        class (rotation, relative position, jigsaw, order verification, ...); chance is one over the
+        number of classes. Tasks whose pseudo labels need the images' indices (exemplar, DeepCluster)
+        are scored by their own statistics instead."""
+        check_tensor(images, "images")          # images, or clips for the video tasks: the task checks the rest
+        check_generator(generator)
+        check_dim(batch_size, "batch_size")
+        hits = []
+        with eval_mode(self):
+            for start in range(0, len(images), batch_size):
+                inputs, targets = self.make_pseudo_labels(images[start:start + batch_size], generator)
+                logits = self.predict(inputs)
+                if targets.dim() != 1 or targets.dtype != torch.long or logits.shape[:1] != targets.shape:
+                    raise TypeError(f"pretext_accuracy needs a task that predicts one class index per input; "
+                                    f"{type(self).__name__} makes {targets.dtype} targets of shape "
+                                    f"{tuple(targets.shape)} for predictions of shape {tuple(logits.shape)}")
+                hits.append(logits.argmax(dim=1) == targets)
+        return torch.cat(hits).float().mean().item()
