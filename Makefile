@@ -19,7 +19,7 @@ demo: setup
 	$(PY) -m sslcourse pretrain --method simclr
 
 test: setup
-	SSLCOURSE_QUICK=1 $(PY) -m pytest tests lectures --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10
+	SSLCOURSE_QUICK=1 $(PY) -m pytest tests lectures --nbval-lax --nbval-current-env -p no:cacheprovider --durations=30
 
 lab: setup
 	$(VENV)/bin/jupyter lab

@@ -6,6 +6,7 @@ determinism, devices, bad input, the registry and the command line, and one lear
 """
 import colorsys
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -680,12 +681,9 @@ def test_multitask_rotation_and_counting_beats_random_init_in_its_best_layer(tmp
     assert max(after) > max(before) + 0.02, f"block probes {before} at random init, {after} after multitask"
 
 
-# Relative position, jigsaw, counting and exemplar learn their own task within the budget, but
-# their features do not beat random init reliably there. Best block's linear probe, random init
-# -> trained: counting 0.190 -> 0.230 with 1 thread but 0.190 -> 0.196 with 2; exemplar 0.190 ->
-# 0.228 and 0.224 -> 0.228 (two probe sets); relative position 0.240 -> 0.270 in 2000 x 8 epochs
-# (twice the budget), 0.238 -> 0.246 in 1500 x 6; jigsaw 0.194 -> 0.192 (its last block 0.194 ->
-# 0.154). These tests check that each learns its task on images it was not trained on.
+# Relative position, jigsaw, counting and exemplar on upright shapes at 32 px, where each beats
+# random init in its best block (on the standard world at 16 px, with a third of these budgets,
+# none did reliably). Each test also checks that the task learns itself on held-out images.
 
 
 def pretext_accuracy(method, images, seed=1):
@@ -716,10 +714,13 @@ def test_pretext_accuracy_scores_the_task_on_held_out_images_in_eval_mode():
 
 
 @pytest.mark.slow
-def test_relative_position_learns_where_held_out_patches_lie(tmp_path):
-    data = load_world(n_train=1000, n_test=500, seed=0, image_size=32, root=tmp_path)
-    _, method = trained("relative_position", data, 6, warmup_epochs=1)
-    accuracy = pretext_accuracy(method, data.test_images)                 # measured 0.280 (1 thread)
+def test_relative_position_beats_random_init_and_learns_where_held_out_patches_lie(tmp_path):
+    """Measured (1 thread, 4 s of training): best block 0.338 -> 0.498."""
+    data = upright_world(2000, 500, 32, tmp_path)
+    random_init, method = trained("relative_position", data, 5)
+    before, after = (list(layerwise_probe(net, data, max_features=1).values()) for net in (random_init, method.backbone))
+    assert max(after) > max(before) + 0.08, f"block probes {before} at random init, {after} after relative position"
+    accuracy = pretext_accuracy(method, data.test_images)
     assert accuracy > 0.2, f"relative position accuracy on test images {accuracy:.3f}, chance 1/8"
 
 
@@ -747,12 +748,17 @@ def test_counting_learns_counts_that_add_up_on_held_out_images(tmp_path):
 
 
 @pytest.mark.slow
-def test_exemplar_recognises_its_surrogate_classes_under_new_transformations(tmp_path):
-    data = load_world(n_train=512, n_test=100, seed=0, image_size=16, root=tmp_path)
-    """The cross-entropy over 512 surrogate classes on newly drawn transformations of the training
-    images falls below log 512, that of a uniform guess (accuracy there: 0.008, 4 times chance)."""
-    _, method = trained("exemplar", data, 10, warmup_epochs=1)
+def test_exemplar_beats_random_init_and_recognises_its_classes_under_new_transformations(tmp_path):
+    """500 surrogate classes seen 50 times each (the paper: 8,000 classes of 100 samples); the probe
+    reads all 2,000 training images. Measured (1 thread, 24 s of training, probed on 5,000 images):
+    best block 0.374 -> 0.716. The cross-entropy over the 500 classes on newly drawn
+    transformations of their images falls below log 500, that of a uniform guess."""
+    data = upright_world(2000, 500, 32, tmp_path)
+    surrogates = dataclasses.replace(data, train_images=data.train_images[:500], train_labels=data.train_labels[:500])
+    random_init, method = trained("exemplar", surrogates, 50)
+    before, after = (list(layerwise_probe(net, data, max_features=1).values()) for net in (random_init, method.backbone))
+    assert max(after) > max(before) + 0.1, f"block probes {before} at random init, {after} after exemplar"
     with torch.no_grad():
-        inputs, targets = method.make_pseudo_labels(data.train_images, gen(123), torch.arange(512))
+        inputs, targets = method.make_pseudo_labels(surrogates.train_images, gen(123), torch.arange(500))
         loss = F.cross_entropy(method.predict(inputs), targets).item()
-    assert loss < math.log(512) - 0.25, f"surrogate-class loss under new transformations {loss:.3f}, log 512 = 6.238"
+    assert loss < math.log(500) - 0.25, f"surrogate-class loss under new transformations {loss:.3f}, log 500 = 6.215"
