@@ -1,7 +1,7 @@
 """The lab pipeline end to end: build, grade, release, and a student's run.
 
 One module-scoped build serves every test. The submissions under tests/submissions/
-(lab 05) and tests/submissions/NN_name/ (each lab of GRADED_LABS: 02, 06, 07, 08) are graded
+(lab 05) and tests/submissions/NN_name/ (each lab of GRADED_LABS: 01, 02, 06, 07, 08) are graded
 in one `tools/labs.py grade` run per lab, as `make grade` would, together with the solution
 (full marks) and the untouched student notebook (zero).
 """
@@ -47,6 +47,11 @@ MAE_LAB = "08_mae"
 MAE_SUBMISSIONS = SUBMISSIONS / MAE_LAB
 MAE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
 MAE_FULL = {"q1": 3, "q2": 2, "q3": 3, "q4": 3, "q5": 3}
+
+GENERATION_LAB = "01_generation_based"
+GENERATION_SUBMISSIONS = SUBMISSIONS / GENERATION_LAB
+GENERATION_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
+GENERATION_FULL = {"q1": 3, "q2": 3, "q3": 2, "q4": 3, "q5": 3}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -108,7 +113,8 @@ def descriptions(folder=SUBMISSIONS):
 @pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS),
                                               (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS),
                                               (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS),
-                                              (MAE_SUBMISSIONS, MAE_QUESTIONS)])
+                                              (MAE_SUBMISSIONS, MAE_QUESTIONS),
+                                              (GENERATION_SUBMISSIONS, GENERATION_QUESTIONS)])
 def test_every_description_is_complete(folder, questions):
     assert descriptions(folder)
     for name, d in descriptions(folder).items():
@@ -252,12 +258,12 @@ def grade_all(lab, described, empty, folder, *options):
     return rows, out
 
 
-# One submission takes 15-30 s here; a whole-notebook limit of 200 s leaves room for a slower machine
+# One submission takes 15-60 s here; a whole-notebook limit of 300 s leaves room for a loaded machine
 # and keeps a stalled run, which the grader runs twice, from costing CI more than a few minutes.
 @pytest.fixture(scope="module")
 def grades(built, tmp_path_factory):
     return grade_all(built, descriptions(), {"q6"}, tmp_path_factory.mktemp("submissions"),
-                     "--test-timeout", 4, "--timeout", 200)
+                     "--test-timeout", 4, "--timeout", 300)
 
 
 def scores(row, questions=QUESTIONS):
@@ -570,13 +576,51 @@ print("ok")
 
 
 # ----------------------------------------------------------------------------------------
+# Lab 01 (colorization's targets): stubs in two modules, one of them (rgb_to_lab) under three
+# methods (colorization, split-brain, CMC), and runs that hand the student's four functions to
+# the colorization module.
+
+def test_release_stubs_the_lab_conversion_and_the_colour_targets_for_lab_01(release):
+    """The four functions are stubs naming lab 01; colorization, split-brain and CMC raise the same error,
+    and the rest of both modules still works (lab_to_rgb, the loss)."""
+    assert_stubs(release, GENERATION_LAB, {"sslcourse/transforms.py": ["rgb_to_lab"],
+                                           "sslcourse/methods/colorization.py": ["quantize_ab", "smooth_distribution",
+                                                                                 "rebalancing_weights"]})
+    run_python_in_release(release, f"""
+import torch
+from sslcourse.exercises import ExerciseNotDone
+from sslcourse.methods import build_method
+from sslcourse.methods.colorization import ab_bins, rebalanced_cross_entropy
+from sslcourse.models import build_backbone
+from sslcourse.transforms import lab_to_rgb
+x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+cmc = build_method("cmc", build_backbone("convnet"), image_size=16)
+for what, call in [("the bin table", ab_bins),
+                   ("colorization", lambda: build_method("colorization", build_backbone("convnet"), image_size=16)),
+                   ("split-brain", lambda: build_method("split_brain", build_backbone("convnet"), image_size=16)),
+                   ("CMC", lambda: cmc.training_step(x, torch.Generator()))]:
+    try:
+        call()
+    except ExerciseNotDone as err:
+        assert "implement this in lab {GENERATION_LAB}" in str(err), err
+    else:
+        raise AssertionError(f"{{what}} still works without the lab's functions")
+assert lab_to_rgb(torch.zeros(1, 3, 2, 2)).abs().max() == 0                      # the rest is kept
+logits, targets = torch.zeros(2, 5, 3, 3), torch.zeros(2, 3, 3, dtype=torch.long)
+assert abs(rebalanced_cross_entropy(logits, targets, torch.ones(5)).item() - torch.log(torch.tensor(5.0)).item()) < 1e-6
+print("ok")
+""")
+
+
+# ----------------------------------------------------------------------------------------
 # The labs of GRADED_LABS are graded the same way: the solution, the untouched notebook and
 # every description, in one batch per lab.
 
 GRADED_LABS = {MOCO_LAB: (MOCO_SUBMISSIONS, MOCO_QUESTIONS, MOCO_FULL, {"q4"}),
                COLLAPSE_LAB: (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS, COLLAPSE_FULL, {"q5"}),
                CONTEXT_LAB: (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS, CONTEXT_FULL, {"q4"}),
-               MAE_LAB: (MAE_SUBMISSIONS, MAE_QUESTIONS, MAE_FULL, {"q5"})}
+               MAE_LAB: (MAE_SUBMISSIONS, MAE_QUESTIONS, MAE_FULL, {"q5"}),
+               GENERATION_LAB: (GENERATION_SUBMISSIONS, GENERATION_QUESTIONS, GENERATION_FULL, {"q5"})}
 
 
 _GRADING_BATCHES = {}   # lab name -> (rows, csv path), one batch per lab for the whole module
@@ -593,7 +637,7 @@ def lab_grades(request, built, tmp_path_factory):
         folder, _, _, empty = GRADED_LABS[request.param]
         _GRADING_BATCHES[request.param] = grade_all(labs.find_lab(request.param), descriptions(folder), empty,
                                                     tmp_path_factory.mktemp(request.param), "--test-timeout", 60,
-                                                    "--timeout", 200)
+                                                    "--timeout", 300)
     return (request.param, *_GRADING_BATCHES[request.param])
 
 
@@ -650,6 +694,15 @@ BUILT_LABS = {
                         "q5": ("hidden=True", "labcheck.armed(), mock.patch.multiple(library_mae")},
               "students_write": ["sslcourse.masking.patchify", "sslcourse.masking.unpatchify",
                                  "sslcourse.masking.random_masking", "sslcourse.methods.mae.mae_loss"]},
+    GENERATION_LAB: {"answers": ("ratio.clamp(min=knee) ** (1 / 3)", "return bin_of_cell[25 * cell[:, 0] + cell[:, 1]]",
+                                 "torch.exp(-squared_distances / (2 * sigma ** 2)) @ (p / p.sum())",
+                                 "return inverse / torch.dot(smoothed, inverse)", "rebalance=True)"),
+                     "tests": {"q2": ("hidden=True", "_grid_to_bin.cache_clear()", "inspect.getsource(quantize_ab)"),
+                               "q4": ("hidden=True", "mock.patch.dict(rebalancing_weights.__globals__"),
+                               "q5": ("hidden=True", "labcheck.armed(), mock.patch.multiple(colorization")},
+                     "students_write": ["sslcourse.transforms.rgb_to_lab", "sslcourse.methods.colorization.quantize_ab",
+                                        "sslcourse.methods.colorization.smooth_distribution",
+                                        "sslcourse.methods.colorization.rebalancing_weights"]},
 }
 
 
@@ -679,5 +732,6 @@ def test_lab_student_notebook_and_autograder_bundle(built, name):
 def test_lab_student_notebook_with_solutions_passes_every_check_in_the_release(built, release, tmp_path, name):
     """Each run trains in the release with the student's functions plugged in, the library's being stubs:
     MoCo with the three of lab 06, VICReg with lab 07's loss and diagnostics, MAE with lab 08's four,
+    colorization (without and with rebalancing) with lab 01's four,
     rotation with lab 02's rotate_batch."""
     run_in_release(labs.find_lab(name), release, tmp_path / "student", GRADED_LABS[name][1])
