@@ -8,10 +8,12 @@ in one `tools/labs.py grade` run per lab, as `make grade` would, together with t
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,34 +26,24 @@ import labs  # noqa: E402  (tools/labs.py)
 
 LAB = "05_contrastive_losses"
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
-QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6"]
 FULL = {"q1": 2, "q2": 3, "q3": 3, "q4": 3, "q5": 2, "q6": 3}
+QUESTIONS = list(FULL)
 ENV = {**os.environ, "SSLCOURSE_QUICK": "1", "PYTHONHASHSEED": "0"}
 
 MOCO_LAB = "06_moco"
-MOCO_SUBMISSIONS = SUBMISSIONS / MOCO_LAB
-MOCO_QUESTIONS = ["q1", "q2", "q3", "q4"]
-MOCO_FULL = {"q1": 3, "q2": 3, "q3": 2, "q4": 3}
-
 COLLAPSE_LAB = "07_collapse_detective"
-COLLAPSE_SUBMISSIONS = SUBMISSIONS / COLLAPSE_LAB
-COLLAPSE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
-COLLAPSE_FULL = {"q1": 3, "q2": 2, "q3": 2, "q4": 3, "q5": 3}
-
 CONTEXT_LAB = "02_context_based"
-CONTEXT_SUBMISSIONS = SUBMISSIONS / CONTEXT_LAB
-CONTEXT_QUESTIONS = ["q1", "q2", "q3", "q4"]
-CONTEXT_FULL = {"q1": 3, "q2": 4, "q3": 3, "q4": 3}
-
 MAE_LAB = "08_mae"
-MAE_SUBMISSIONS = SUBMISSIONS / MAE_LAB
-MAE_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
-MAE_FULL = {"q1": 3, "q2": 2, "q3": 3, "q4": 3, "q5": 3}
-
 GENERATION_LAB = "01_generation_based"
-GENERATION_SUBMISSIONS = SUBMISSIONS / GENERATION_LAB
-GENERATION_QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
-GENERATION_FULL = {"q1": 3, "q2": 3, "q3": 2, "q4": 3, "q5": 3}
+
+# The labs graded the same way: lab -> (folder of its described submissions, its questions, their
+# points, the questions those submissions leave empty). Each lab is graded in one batch.
+GRADED_LABS = {lab: (SUBMISSIONS / lab, list(points), points, {empty}) for lab, points, empty in [
+    (MOCO_LAB, {"q1": 3, "q2": 3, "q3": 2, "q4": 3}, "q4"),
+    (COLLAPSE_LAB, {"q1": 3, "q2": 2, "q3": 2, "q4": 3, "q5": 3}, "q5"),
+    (CONTEXT_LAB, {"q1": 3, "q2": 4, "q3": 3, "q4": 3}, "q4"),
+    (MAE_LAB, {"q1": 3, "q2": 2, "q3": 3, "q4": 3, "q5": 3}, "q5"),
+    (GENERATION_LAB, {"q1": 3, "q2": 3, "q3": 2, "q4": 3, "q5": 3}, "q5")]}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -110,11 +102,8 @@ def descriptions(folder=SUBMISSIONS):
     return {p.stem: load_description(p) for p in sorted(folder.glob("*.py"))}
 
 
-@pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS), (MOCO_SUBMISSIONS, MOCO_QUESTIONS),
-                                              (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS),
-                                              (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS),
-                                              (MAE_SUBMISSIONS, MAE_QUESTIONS),
-                                              (GENERATION_SUBMISSIONS, GENERATION_QUESTIONS)])
+@pytest.mark.parametrize("folder,questions", [(SUBMISSIONS, QUESTIONS),
+                                              *((folder, questions) for folder, questions, _, _ in GRADED_LABS.values())])
 def test_every_description_is_complete(folder, questions):
     assert descriptions(folder)
     for name, d in descriptions(folder).items():
@@ -319,10 +308,10 @@ def test_a_stalled_grading_run_is_retried_once_then_zero(built, tmp_path, monkey
 
     def fake_start(path, autograder, points, timeout, overrides):
         attempts.append(path.stem)
-        tmp = __import__("tempfile").TemporaryDirectory()
+        tmp = tempfile.TemporaryDirectory()
         (Path(tmp.name) / "otter.log").write_text(f"log of {path.stem}, attempt {attempts.count(path.stem)}\n")
         marker = str(tmp_path / path.stem) if path.stem == "recovers" else None
-        child = __import__("multiprocessing").get_context("fork").Process(target=_stall_then_finish, args=(marker,))
+        child = multiprocessing.get_context("fork").Process(target=_stall_then_finish, args=(marker,))
         child.start()
         now = time.monotonic()
         return labs._Job(path.stem, path, tmp, child, now + timeout, {}, now)
@@ -384,20 +373,12 @@ assert sslcourse.__file__.startswith({str(release)!r}), sslcourse.__file__
 for info in pkgutil.walk_packages(sslcourse.__path__, "sslcourse."):
     if not info.name.endswith("__main__"):
         importlib.import_module(info.name)
-from sslcourse.exercises import ExerciseNotDone
 from sslcourse.losses import cosine_similarity_matrix, info_nce, info_nce_logits, nt_xent
 import torch
 z = torch.randn(4, 8)
-for fn, args in [(cosine_similarity_matrix, (z, z)), (nt_xent, (z, z)), (info_nce, (z, z, z)),
-                 (info_nce_logits, (z, z, z))]:
-    assert fn.__doc__, fn
-    try:
-        fn(*args)
-    except ExerciseNotDone as err:
-        assert "implement this in lab {LAB}" in str(err), err
-        assert isinstance(err, NotImplementedError)
-    else:
-        raise AssertionError(f"{{fn.__name__}} still works in the release")
+calls = [(cosine_similarity_matrix, (z, z)), (nt_xent, (z, z)), (info_nce, (z, z, z)), (info_nce_logits, (z, z, z))]
+assert all(fn.__doc__ for fn, _ in calls) and issubclass(ExerciseNotDone, NotImplementedError)
+assert_stopped({LAB!r}, [(fn.__name__, lambda fn=fn, args=args: fn(*args)) for fn, args in calls])
 assert list(inspect.signature(nt_xent).parameters) == ["z1", "z2", "temperature"]
 print("ok")
 """
@@ -437,15 +418,11 @@ def test_student_notebook_with_solutions_passes_every_check_in_the_release(built
 def test_release_stubs_the_queue_and_the_momentum_update_for_lab_06(release):
     """Read, not run: test_release_library_imports_and_stubs_name_the_lab already imports every
     module of the release and calls stubs, and the student's run below trains MoCo in it."""
-    import ast
-    source = (release / "sslcourse" / "methods" / "momentum.py").read_text()
-    functions = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    stubs = assert_stubs(release, MOCO_LAB, {"sslcourse/methods/momentum.py": ["momentum_update", "enqueue"]})
     for name, arguments in [("momentum_update", ["online", "target", "momentum"]),
                             ("enqueue", ["queue", "pointer", "keys"])]:
-        node = functions[name]
-        assert [a.arg for a in node.args.args] == arguments and ast.get_docstring(node), name
-        assert [ast.unparse(statement) for statement in node.body[1:]] == \
-            [f"raise ExerciseNotDone({name!r}, {MOCO_LAB!r})"], f"{name} is not a stub naming lab {MOCO_LAB}"
+        assert [a.arg for a in stubs[name].args.args] == arguments, name
+    source = (release / "sslcourse" / "methods" / "momentum.py").read_text()
     assert "def momentum_copy" in source and "class Queue" in source     # the rest of the module is kept
     assert (release / "labs" / MOCO_LAB / f"{MOCO_LAB}.ipynb").exists()
 
@@ -464,15 +441,10 @@ def test_release_stubs_vicreg_and_the_diagnostics_for_lab_07(release):
     script = f"""
 import torch
 from sslcourse.analysis import collapse_report, singular_values, uniformity
-from sslcourse.exercises import ExerciseNotDone
 from sslcourse.losses import barlow_twins
 z = torch.randn(64, 8)
-try:
-    collapse_report(z)          # also what train(..., diagnostics_every=k) and --diagnostics-every call
-except ExerciseNotDone as err:
-    assert "implement this in lab {COLLAPSE_LAB}" in str(err), err
-else:
-    raise AssertionError("collapse_report still works without the lab's functions")
+# collapse_report is also what train(..., diagnostics_every=k) and --diagnostics-every call
+assert_stopped({COLLAPSE_LAB!r}, [("collapse_report", lambda: collapse_report(z))])
 assert singular_values(z).shape == (8,) and uniformity(z) < 0 and barlow_twins(z, z) >= 0   # the rest is kept
 print("ok")
 """
@@ -484,9 +456,11 @@ print("ok")
 # labels, Jigsaw's permutation set and tiles), a function graded on all its options
 # (permutation_set's four criteria), and runs that plug the student's rotate_batch into Rotation.
 
-def assert_stubs(release, lab_name, functions_by_module):
-    """Each listed function of each module of the release is a stub naming ``lab_name``, docstring kept."""
+def assert_stubs(release, lab_name, functions_by_module) -> dict:
+    """Each listed function of each module of the release is a stub naming ``lab_name``, docstring kept.
+    Returns the stubs' syntax trees by function name."""
     import ast
+    stubs = {}
     for module, names in functions_by_module.items():
         tree = ast.parse((release / module).read_text())
         functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -495,11 +469,30 @@ def assert_stubs(release, lab_name, functions_by_module):
             assert ast.get_docstring(node), name
             assert [ast.unparse(statement) for statement in node.body[1:]] == \
                 [f"raise ExerciseNotDone({name!r}, {lab_name!r})"], f"{name} is not a stub naming lab {lab_name}"
+            stubs[name] = node
+    return stubs
+
+
+# Defined before every script that run_python_in_release runs.
+RELEASE_SCRIPT_PRELUDE = """
+from sslcourse.exercises import ExerciseNotDone
+
+
+def assert_stopped(lab, calls):
+    \"\"\"Each ``(what, call)``: calling it must raise the stubs' error naming ``lab``.\"\"\"
+    for what, call in calls:
+        try:
+            call()
+        except ExerciseNotDone as err:
+            assert f"implement this in lab {lab}" in str(err), err
+        else:
+            raise AssertionError(f"{what} still works without the lab's functions")
+"""
 
 
 def run_python_in_release(release, script):
     """Run ``script`` in a fresh interpreter on the release's library; it must print "ok"."""
-    proc = subprocess.run([sys.executable, "-c", script], cwd=release, env={**ENV, "PYTHONPATH": str(release)},
+    proc = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT_PRELUDE + script], cwd=release, env={**ENV, "PYTHONPATH": str(release)},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
@@ -511,21 +504,14 @@ def test_release_stubs_rotations_and_jigsaw_for_lab_02(release):
                                         "sslcourse/methods/jigsaw.py": ["permutation_set", "jigsaw_tiles"]})
     run_python_in_release(release, f"""
 import torch
-from sslcourse.exercises import ExerciseNotDone
 from sslcourse.methods import build_method
 from sslcourse.methods.jigsaw import hamming_stats
 from sslcourse.methods.rotation import attention_map
 from sslcourse.models import build_backbone
 x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
 rotation = build_method("rotation", build_backbone("convnet"))
-for what, call in [("the rotation task", lambda: rotation.training_step(x, torch.Generator())),
-                   ("the jigsaw task", lambda: build_method("jigsaw", build_backbone("convnet")))]:
-    try:
-        call()
-    except ExerciseNotDone as err:
-        assert "implement this in lab {CONTEXT_LAB}" in str(err), err
-    else:
-        raise AssertionError(f"{{what}} still works without the lab's functions")
+assert_stopped({CONTEXT_LAB!r}, [("the rotation task", lambda: rotation.training_step(x, torch.Generator())),
+                                 ("the jigsaw task", lambda: build_method("jigsaw", build_backbone("convnet")))])
 assert hamming_stats(torch.tensor([[0, 1, 2], [1, 2, 0]])) == (3.0, 3)          # the rest is kept
 assert attention_map(rotation.backbone, x, 1).shape == (4, 32, 32)
 print("ok")
@@ -545,7 +531,6 @@ def test_release_stubs_patches_masking_and_the_mae_loss_for_lab_08(release):
     script = f"""
 import torch
 from sslcourse import text
-from sslcourse.exercises import ExerciseNotDone
 from sslcourse.masking import kept_count, masked_mean, take_tokens, visible_mean_prediction
 from sslcourse.methods import build_method
 from sslcourse.methods.mae import normalise_patches
@@ -554,17 +539,11 @@ x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
 mae, simmim = (build_method(name, ViT(image_size=16), image_size=16) for name in ("mae", "simmim"))
 corpus = text.caption_corpus(8)
 tokenizer = text.Tokenizer.from_corpus(corpus)
-for what, call in [("MAE", lambda: mae.training_step(x, torch.Generator())),
-                   ("MAE's measure", lambda: mae.reconstruction_error(x, torch.Generator())),
-                   ("SimMIM", lambda: simmim.training_step(x, torch.Generator())),
-                   ("masked language modelling",
-                    lambda: text.mask_language(tokenizer.encode(corpus), tokenizer, torch.Generator()))]:
-    try:
-        call()
-    except ExerciseNotDone as err:
-        assert "implement this in lab {MAE_LAB}" in str(err), err
-    else:
-        raise AssertionError(f"{{what}} still works without the lab's functions")
+assert_stopped({MAE_LAB!r}, [("MAE", lambda: mae.training_step(x, torch.Generator())),
+                             ("MAE's measure", lambda: mae.reconstruction_error(x, torch.Generator())),
+                             ("SimMIM", lambda: simmim.training_step(x, torch.Generator())),
+                             ("masked language modelling",
+                              lambda: text.mask_language(tokenizer.encode(corpus), tokenizer, torch.Generator()))])
 tokens = torch.randn(2, 5, 3)                                                   # the rest is kept
 assert take_tokens(tokens, torch.tensor([[4, 0], [1, 2]])).shape == (2, 2, 3) and kept_count(16, 0.75) == 4
 assert masked_mean(torch.ones(2, 5), torch.ones(2, 5, dtype=torch.bool)) == 1
@@ -588,23 +567,17 @@ def test_release_stubs_the_lab_conversion_and_the_colour_targets_for_lab_01(rele
                                                                                  "rebalancing_weights"]})
     run_python_in_release(release, f"""
 import torch
-from sslcourse.exercises import ExerciseNotDone
 from sslcourse.methods import build_method
 from sslcourse.methods.colorization import ab_bins, rebalanced_cross_entropy
 from sslcourse.models import build_backbone
 from sslcourse.transforms import lab_to_rgb
 x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
 cmc = build_method("cmc", build_backbone("convnet"), image_size=16)
-for what, call in [("the bin table", ab_bins),
-                   ("colorization", lambda: build_method("colorization", build_backbone("convnet"), image_size=16)),
-                   ("split-brain", lambda: build_method("split_brain", build_backbone("convnet"), image_size=16)),
-                   ("CMC", lambda: cmc.training_step(x, torch.Generator()))]:
-    try:
-        call()
-    except ExerciseNotDone as err:
-        assert "implement this in lab {GENERATION_LAB}" in str(err), err
-    else:
-        raise AssertionError(f"{{what}} still works without the lab's functions")
+assert_stopped({GENERATION_LAB!r}, [
+    ("the bin table", ab_bins),
+    ("colorization", lambda: build_method("colorization", build_backbone("convnet"), image_size=16)),
+    ("split-brain", lambda: build_method("split_brain", build_backbone("convnet"), image_size=16)),
+    ("CMC", lambda: cmc.training_step(x, torch.Generator()))])
 assert lab_to_rgb(torch.zeros(1, 3, 2, 2)).abs().max() == 0                      # the rest is kept
 logits, targets = torch.zeros(2, 5, 3, 3), torch.zeros(2, 3, 3, dtype=torch.long)
 assert abs(rebalanced_cross_entropy(logits, targets, torch.ones(5)).item() - torch.log(torch.tensor(5.0)).item()) < 1e-6
@@ -615,13 +588,6 @@ print("ok")
 # ----------------------------------------------------------------------------------------
 # The labs of GRADED_LABS are graded the same way: the solution, the untouched notebook and
 # every description, in one batch per lab.
-
-GRADED_LABS = {MOCO_LAB: (MOCO_SUBMISSIONS, MOCO_QUESTIONS, MOCO_FULL, {"q4"}),
-               COLLAPSE_LAB: (COLLAPSE_SUBMISSIONS, COLLAPSE_QUESTIONS, COLLAPSE_FULL, {"q5"}),
-               CONTEXT_LAB: (CONTEXT_SUBMISSIONS, CONTEXT_QUESTIONS, CONTEXT_FULL, {"q4"}),
-               MAE_LAB: (MAE_SUBMISSIONS, MAE_QUESTIONS, MAE_FULL, {"q5"}),
-               GENERATION_LAB: (GENERATION_SUBMISSIONS, GENERATION_QUESTIONS, GENERATION_FULL, {"q5"})}
-
 
 _GRADING_BATCHES = {}   # lab name -> (rows, csv path), one batch per lab for the whole module
 
