@@ -149,6 +149,20 @@ def to_float(x: torch.Tensor, mean=0.5, std=0.5) -> torch.Tensor:
     return normalize(to_unit(x), mean, std)
 
 
+def from_float(x: torch.Tensor, mean=0.5, std=0.5) -> torch.Tensor:
+    """The inverse of :func:`to_float` for pictures: normalised float -> [0, 1], clamped.
+
+    A prediction can leave the range a real image has; clamping (not stretching each image
+    to its own range) keeps the colours of a prediction comparable with its target's.
+    """
+    check_images(x)
+    if not x.is_floating_point():
+        raise TypeError(f"from_float takes normalised float images (to_float's output), got dtype {x.dtype}")
+    m = _channel_stats(mean, x.shape[1], "mean").to(x.device).view(1, -1, 1, 1)
+    s = _channel_stats(std, x.shape[1], "std").to(x.device).view(1, -1, 1, 1)
+    return (x.float() * s + m).clamp_(0.0, 1.0)
+
+
 # ---------------------------------------------------------------- geometry
 
 def _crop_boxes(g, n: int, height: int, width: int, scale, ratio, attempts: int = 10):

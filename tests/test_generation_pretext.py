@@ -22,7 +22,7 @@ from sslcourse.methods.split_brain import SplitBrainEncoder, split_brain_batch
 from sslcourse.methods.super_resolution import downsample, low_resolution_pair
 from sslcourse.models import ConvDecoder, build_backbone
 from sslcourse.models.decoders import image_channels, start_size
-from sslcourse.transforms import lab_to_rgb, rgb_to_lab, to_float
+from sslcourse.transforms import from_float, lab_to_rgb, rgb_to_lab, to_float
 
 NAMES = ["autoencoder", "denoising_autoencoder", "inpainting", "super_resolution", "colorization", "split_brain"]
 
@@ -187,6 +187,47 @@ def test_decoder_start_sizes_and_input_checks():
     with pytest.raises(ValueError, match="out_size must be a positive int"):
         ConvDecoder(10, 2, 0)
     assert image_channels(build_backbone("convnet", channels=2)) == 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reconstruct_pictures_in_eval_mode_and_restores_the_mode(name, world):
+    method = build(name)
+    x = world.test_images[:6]
+    method.train()
+    pictures = method.reconstruct(x, gen := torch.Generator().manual_seed(3))
+    assert method.training                                      # the mode came back
+    assert len(pictures) == 3
+    for picture in pictures:
+        assert picture.shape == x.shape and picture.dtype == torch.float32
+        assert 0 <= picture.min() and picture.max() <= 1
+    torch.testing.assert_close(pictures[2], x.float() / 255)   # the last one is always the original
+    again = method.reconstruct(x, gen.manual_seed(3))
+    for a, b in zip(pictures, again):
+        assert torch.equal(a, b)
+    if name in ("colorization", "split_brain"):
+        return
+    method.eval()                                    # the middle one is the network's eval-mode drawing
+    inputs, _ = method.make_pseudo_labels(x, gen.manual_seed(3))
+    torch.testing.assert_close(pictures[0], from_float(inputs))
+    torch.testing.assert_close(pictures[1], from_float(method.predict(inputs)))
+
+
+def test_colour_reconstructions_keep_the_lightness_they_were_given(world):
+    x = world.test_images[:6]
+    original_light = rgb_to_lab(x.float() / 255)[:, 0]
+    grey, colourised, _ = build("colorization").reconstruct(x)
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-3) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-3)
+    for picture in (grey, colourised, build("split_brain").reconstruct(x)[0]):
+        # the L given to the network comes back: only colours out of the sRGB gamut, clamped, move it a little
+        assert (rgb_to_lab(picture)[:, 0] - original_light).abs().mean() < 2.0
+    from_ab = build("split_brain").reconstruct(x)[1]     # the ab half's lightness under the true ab
+    assert (rgb_to_lab(from_ab)[:, 0] - original_light).abs().mean() > 2.0     # an untrained guess: not the truth
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "inpainting"])
+def test_reconstruct_refuses_images_of_another_size(name):
+    with pytest.raises(ValueError, match="built for 32 px"):
+        build(name).reconstruct(images(2, size=16), torch.Generator())
 
 
 # ---------------------------------------------------------------- autoencoders

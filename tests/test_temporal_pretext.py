@@ -155,6 +155,17 @@ def test_shuffle_tuples_same_seed_same_shuffle_and_other_sizes():
 
 # ---------------------------------------------------------------- next frame
 
+def test_next_frame_reconstruct_shows_the_window_and_starts_from_repeating_the_last_frame():
+    videos = numbered_videos(16, size=16)
+    torch.manual_seed(0)
+    method = METHODS["next_frame"](build_backbone("convnet"), image_size=16, videos=videos)
+    observed, predicted, target = method.reconstruct(videos, gen(2))
+    expected_observed, expected_target = next_frame_examples(videos, gen(2), context=3)
+    torch.testing.assert_close(observed, expected_observed.float() / 255)
+    torch.testing.assert_close(target, expected_target.float() / 255)
+    torch.testing.assert_close(predicted, observed[:, -1])       # residual model at init: nothing moves
+
+
 def test_next_frame_examples_are_consecutive_frames_and_the_one_after():
     videos = numbered_videos(2000, frames=8)
     observed, target = next_frame_examples(videos, gen(), context=3)

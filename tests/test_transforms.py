@@ -195,6 +195,19 @@ def test_eval_recipe_is_to_float():
     torch.testing.assert_close(T.to_float(x), x.float() / 127.5 - 1, atol=1e-6, rtol=0)
 
 
+def test_from_float_undoes_to_float_and_clamps_what_leaves_the_image_range():
+    x = images(8)
+    for mean, std in ((0.5, 0.5), ((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))):
+        torch.testing.assert_close(T.from_float(T.to_float(x, mean, std), mean, std), x.float() / 255,
+                                   atol=1e-6, rtol=0)
+    beyond = torch.tensor([-3.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 1, 5)     # normalised: -1 is black, 1 white
+    assert T.from_float(beyond).flatten().tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    with pytest.raises(TypeError, match="normalised float"):
+        T.from_float(x)
+    with pytest.raises(ValueError, match="one per channel"):
+        T.from_float(T.to_float(x), mean=(0.5, 0.5))
+
+
 def test_recipes_shapes_and_views():
     x, gray = images(4, size=64), images(4, c=1, size=64)
     for name in T.RECIPES:

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.decoders import ConvDecoder, image_channels
-from ..transforms import check_generator, check_images, normalize, to_float
-from ..utils import check_dim, check_positive, check_weight
+from ..transforms import check_generator, check_images, from_float, normalize, to_float
+from ..utils import check_dim, check_positive, check_weight, eval_mode
 from .pretext import PretextTask
 
 NOISES = ("none", "mask", "gaussian")
@@ -91,6 +91,20 @@ class ReconstructionTask(PretextTask):
 
     def loss(self, predictions, targets):
         return F.mse_loss(predictions, targets)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator):
+        """uint8 images -> (input, prediction, target), float images in [0, 1] for pictures: what the
+        network was shown, what it drew and what it should have drawn, in eval mode."""
+        check_images(images)
+        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(f"this {self.name} was built for {self.image_size} px images, "
+                             f"got shape {tuple(images.shape)}")
+        with eval_mode(self):
+            inputs, targets = self.make_pseudo_labels(images, generator)
+            predictions = self.predict(inputs)
+        clean = targets[0] if isinstance(targets, tuple) else targets     # inpainting's targets carry the mask too
+        return tuple(from_float(x) for x in (inputs, predictions, clean))
 
     def hparams(self):
         return {"image_size": self.image_size, "decoder_width": self.decoder_width}

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.decoders import ConvDecoder, image_channels
-from ..transforms import check_images, lab_to_rgb, normalize, rgb_to_lab, to_float
+from ..transforms import check_images, from_float, lab_to_rgb, normalize, rgb_to_lab, to_float, to_unit
 from ..utils import check_dim, check_positive, check_tensor, eval_mode
 from .pretext import PretextTask
 
@@ -242,6 +242,14 @@ class Colorization(PretextTask):
         with eval_mode(self):
             logits = self.predict(grey_input(lab))
         return decode_colours(logits, lab[:, :1], self.temperature)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        """uint8 RGB -> (grey input, colourised, original), float images in [0, 1] for pictures.
+
+        Colorization draws nothing at random; ``generator`` is taken (and unused) so that every
+        generation task pictures its work through the same call."""
+        return from_float(grey_input(lab_of(images))), self.colorize(images), to_unit(images)
 
     def hparams(self):
         return {"image_size": self.image_size, "decoder_width": self.decoder_width, "downsample": self.downsample,

@@ -33,7 +33,7 @@ from torch import nn
 from ..masking import (check_predictions, kept_count, masked_mean, patchify, random_masking, take_tokens, unpatchify,
                        visible_mean_prediction)
 from ..models.vit import Block, init_transformer, sincos_2d, vit_grid
-from ..transforms import recipe, to_float
+from ..transforms import recipe, from_float, to_float
 from ..utils import check_dim, check_tensor, eval_mode
 from .base import Method
 
@@ -145,8 +145,7 @@ class MAE(Method):
         masked = torch.where(hidden, torch.zeros_like(patches), patches)            # 0 = grey once mapped to [0, 1]
         pasted = torch.where(hidden, predictions.to(patches.dtype), patches)
         pictures = [unpatchify(p, self.patch_size, x.shape[-2:]) for p in (masked, pasted, patches)]
-        # to_float maps [0, 1] to [-1, 1]; map back for display.
-        return tuple((p * 0.5 + 0.5).clamp(0, 1) for p in pictures)
+        return tuple(from_float(p) for p in pictures)
 
     def hparams(self):
         return {"image_size": self.image_size, "mask_ratio": self.mask_ratio, "decoder_width": self.decoder_width,

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.decoders import ConvDecoder, image_channels
-from ..transforms import to_float
-from ..utils import check_dim
+from ..transforms import from_float, to_float, to_unit
+from ..utils import check_dim, eval_mode
 from .temporal import VideoPretextTask, check_videos, gather_frames
 
 
@@ -84,6 +84,15 @@ class NextFrame(VideoPretextTask):
 
     def loss(self, predictions, targets):
         return F.mse_loss(predictions.float(), targets)
+
+    @torch.no_grad()
+    def reconstruct(self, videos: torch.Tensor, generator: torch.Generator):
+        """uint8 (N, T, C, H, W) videos -> (observed (N, k, C, H, W), predicted (N, C, H, W), true next
+        frame (N, C, H, W)), float in [0, 1] for pictures; a window per video drawn as in training."""
+        with eval_mode(self):
+            observed, target = self.make_pseudo_labels(videos, generator)
+            predicted = self.predict(observed)
+        return to_unit(observed), from_float(predicted), from_float(target)
 
     def hparams(self):
         return {"image_size": self.image_size, "context": self.context, "decoder_width": self.decoder.width,

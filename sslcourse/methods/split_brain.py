@@ -31,10 +31,10 @@ from torch import nn
 
 from ..models import BACKBONES, ConvNet, build_backbone
 from ..models.decoders import ConvDecoder, image_channels
-from ..transforms import to_float
+from ..transforms import lab_to_rgb, to_float, to_unit
 from ..utils import check_dim, eval_mode
 from .cmc import LabSplitEncoder
-from .colorization import ab_bins, check_downsample, colour_targets, lab_of
+from .colorization import ab_bins, check_downsample, colour_targets, decode_colours, lab_of
 from .pretext import PretextTask
 
 SPLITTABLE = ("convnet", "resnet18")   # convolutional backbones, whose blocks take and give image-like maps
@@ -150,6 +150,23 @@ class SplitBrain(PretextTask):
     def loss(self, predictions, targets):
         (ab_logits, l_logits), (ab_targets, l_targets) = predictions, targets
         return F.cross_entropy(ab_logits.float(), ab_targets) + F.cross_entropy(l_logits.float(), l_targets)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        """uint8 RGB -> (colours from L, lightness from ab, original), float images in [0, 1].
+
+        Each half's prediction, shown with the true other half: the L half's ab (annealed mean,
+        as colorization decodes) on the true L; the ab half's L (its bins' expected value) under the
+        true ab. No randomness: ``generator`` is taken, unused, as the other generation tasks take one.
+        """
+        lab = lab_of(images)                                                   # (N, 3, H, W)
+        with eval_mode(self):
+            ab_logits, l_logits = self.predict(to_float(images))
+        centres = (torch.arange(self.l_bins, device=lab.device) + 0.5) * (100.0 / self.l_bins)
+        light = torch.einsum("nkhw,k->nhw", l_logits.float().softmax(dim=1), centres)[:, None]   # (N, 1, h, w)
+        light = F.interpolate(light, size=lab.shape[-2:], mode="bilinear", align_corners=False)
+        return (decode_colours(ab_logits, lab[:, :1]), lab_to_rgb(torch.cat([light, lab[:, 1:]], dim=1)),
+                to_unit(images))
 
     def hparams(self):
         return {"image_size": self.image_size, "decoder_width": self.decoder_width, "downsample": self.downsample,
