@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m sslcourse pretrain --method simclr
 
+# One pytest-xdist worker per core, one thread each (kernels and graders inherit OMP_NUM_THREADS);
+# --dist loadscope keeps a notebook's cells, and a module's shared fixtures, on one worker.
+TEST_WORKERS ?= auto
 test: setup
-	SSLCOURSE_QUICK=1 $(PY) -m pytest tests lectures --nbval-lax --nbval-current-env -p no:cacheprovider --durations=30
+	SSLCOURSE_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest tests lectures --nbval-lax --nbval-current-env \
+	  -p no:cacheprovider --durations=30 -n $(TEST_WORKERS) --dist loadscope
 
 lab: setup
 	$(VENV)/bin/jupyter lab

@@ -1,4 +1,5 @@
 import copy
+import os
 
 import pytest
 import torch
@@ -15,8 +16,11 @@ def small_world(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)
+def _share_the_cores():
+    # `make test` runs one pytest-xdist worker per core: each gets its share of the cores, since
+    # oversubscribed threads spin and crawl (a single pytest process keeps two threads, as before).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers) if workers else 2)
 
 
 @pytest.fixture
