@@ -7,6 +7,8 @@ the scene's parameters (no rendering), deterministic for a seed:
 
 The second sentence repeats the shape and the colour, so a model that reads the context
 recovers them; the other words are the scene's independent attributes or fixed words.
+``world_captions(data, split)`` gives the caption of every image of a ``load_world`` data
+set, from the free labels it keeps: image-caption pairs for CLIP (``sslcourse.methods.clip``).
 
 Masked language modelling (BERT: Devlin, Chang, Lee, Toutanova. "BERT: Pre-training of
 Deep Bidirectional Transformers for Language Understanding." NAACL 2019, Sec. 3.1):
@@ -39,6 +41,11 @@ SIZES = ("small", "medium", "large")
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "purple")      # hue in sixths, red centred on 0
 ROWS, COLUMNS = ("top", "middle", "bottom"), ("left", "centre", "right")
 TEXTURES = ("striped", "checked", "cloudy")                           # bg_kind 0, 1, 2
+SHAPE_WORDS = tuple(name.lower() for name in CLASSES)                 # "L-shape" -> "l-shape": one word
+# Every word a caption can hold (the fixed words of the template, then the attributes).
+CAPTION_WORDS = ("a", "at", "the", "on", "background", ".", "is") + SIZES + COLOURS + SHAPE_WORDS + ROWS \
+    + COLUMNS + TEXTURES
+CAPTION_LENGTH = 20                                                   # 18 words + [CLS] and [SEP], always
 
 
 def _third(value: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -48,17 +55,45 @@ def _third(value: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def captions(scenes) -> list[str]:
     """One caption per scene, from its main object (slot 0) and its background."""
+    return _describe(scenes.cls[:, 0], scenes.hue[:, 0], scenes.x[:, 0], scenes.y[:, 0], scenes.scale[:, 0],
+                     scenes.bg_kind)
+
+
+def _describe(cls, hue, x, y, scale, bg_kind) -> list[str]:
+    """The captions of main objects given as (N,) arrays of their parameters, and (N,) background kinds."""
     low, high = WorldConfig().scale_range
-    size = _third(scenes.scale[:, 0], low + (high - low) / 3, low + 2 * (high - low) / 3)
-    colour = np.floor(scenes.hue[:, 0] * 6 + 0.5).astype(int) % 6
+    size = _third(np.asarray(scale), low + (high - low) / 3, low + 2 * (high - low) / 3)
+    colour = np.floor(np.asarray(hue) * 6 + 0.5).astype(int) % 6
     # Centres lie in [radius, 1 - radius]: the middle band is (0.4, 0.6), not a third of the image.
-    row, column = _third(scenes.y[:, 0], 0.4, 0.6), _third(scenes.x[:, 0], 0.4, 0.6)
+    row, column = _third(np.asarray(y), 0.4, 0.6), _third(np.asarray(x), 0.4, 0.6)
     texts = []
-    for i in range(len(scenes)):
-        shape, hue = CLASSES[scenes.cls[i, 0]].lower(), COLOURS[colour[i]]
-        texts.append(f"a {SIZES[size[i]]} {hue} {shape} at the {ROWS[row[i]]} {COLUMNS[column[i]]} "
-                     f"on a {TEXTURES[scenes.bg_kind[i]]} background . the {shape} is {hue} .")
+    for i in range(len(cls)):
+        shape, hue_word = SHAPE_WORDS[cls[i]], COLOURS[colour[i]]
+        texts.append(f"a {SIZES[size[i]]} {hue_word} {shape} at the {ROWS[row[i]]} {COLUMNS[column[i]]} "
+                     f"on a {TEXTURES[bg_kind[i]]} background . the {shape} is {hue_word} .")
     return texts
+
+
+def world_captions(data, split: str = "train") -> list[str]:
+    """The caption of every image of a split of a ``load_world`` data set, in order.
+
+    Written from the free labels that ``load_world`` keeps in ``data.extras[split]`` (the
+    scenes' own parameters: the same seed gives the same captions), so no scene is drawn again.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    labels = data.extras.get(split) if isinstance(getattr(data, "extras", None), dict) else None
+    needed = ("labels", "hue", "x", "y", "scale", "background")
+    if not isinstance(labels, dict) or not all(key in labels for key in needed):
+        raise ValueError(f"captions are written from the world's free labels (data.extras[{split!r}] with "
+                         f"{', '.join(needed)}); data set {getattr(data, 'name', data)!r} has none: "
+                         f"load it with sslcourse.data.world.load_world")
+    n = len(getattr(data, f"{split}_images"))
+    if len(labels["labels"]) != n:
+        raise ValueError(f"data.extras[{split!r}] describes {len(labels['labels'])} images but the split has {n} "
+                         f"(was the data set cut after loading? load_world(n_train=..., n_test=...) sizes it)")
+    return _describe(labels["labels"], labels["hue"], labels["x"], labels["y"], labels["scale"],
+                     labels["background"])
 
 
 def caption_corpus(n: int, seed: int = 0) -> list[str]:
@@ -146,6 +181,10 @@ class TextTransformer(nn.Module):
         nn.init.normal_(self.token_embed.weight, std=0.02)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(ids))
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (N, T) -> features (N, T, width): everything but the output layer."""
         check_tensor(ids, "ids", ndim=2)
         if ids.shape[1] > self.max_length:
             raise ValueError(f"sequences of {ids.shape[1]} tokens exceed max_length {self.max_length}")
@@ -155,7 +194,7 @@ class TextTransformer(nn.Module):
         keys = None if self.causal else (ids != self.pad_id)[:, None, None, :]          # (N, 1, 1, T)
         for block in self.blocks:
             x = block(x, attn_mask=keys, is_causal=self.causal)
-        return self.head(self.norm(x))
+        return self.norm(x)
 
 
 def mlm_loss(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:

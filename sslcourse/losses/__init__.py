@@ -1,6 +1,7 @@
 """Self-supervised objectives, one function each, named after their paper."""
 from .barlow_twins import barlow_twins, cross_correlation
 from .byol import byol, negative_cosine
+from .clip import clip_logits, clip_loss
 from .cmc import cmc
 from .cpc import cpc
 from .dcl import dcl
@@ -18,7 +19,7 @@ from .supcon import supcon
 from .swav import sinkhorn, swav
 from .vicreg import vicreg
 
-__all__ = ["cmc", "cpc", "deep_infomax", "instdisc_nce", "nce_normalizer", "nonparametric_softmax",
+__all__ = ["clip_logits", "clip_loss", "cmc", "cpc", "deep_infomax", "instdisc_nce", "nce_normalizer", "nonparametric_softmax",
            "contrastive_margin", "cosine_similarity_matrix", "dcl", "debiased_nt_xent", "distance_polarization", "hcl",
            "info_nce", "info_nce_logits", "low_rank_penalty", "nt_xent", "supcon", "triplet",
            "barlow_twins", "byol", "cross_correlation", "negative_cosine", "sinkhorn", "swav", "vicreg"]

@@ -3,6 +3,7 @@ from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .barlow_twins import BarlowTwins
 from .base import Method
 from .byol import BYOL
+from .clip import CLIP
 from .cmc import CMC
 from .colorization import Colorization
 from .counting import Counting
@@ -39,6 +40,7 @@ METHODS: dict[str, type[Method]] = {
     DCL.name: DCL, Debiased.name: Debiased, HCL.name: HCL, SupCon.name: SupCon,
     LargeMargin.name: LargeMargin, LowDim.name: LowDim,
     InstDisc.name: InstDisc, CPC.name: CPC, DIM.name: DIM, CMC.name: CMC,
+    CLIP.name: CLIP,
     DeepCluster.name: DeepCluster,
     Rotation.name: Rotation, RelativePosition.name: RelativePosition, Jigsaw.name: Jigsaw, Counting.name: Counting,
     Exemplar.name: Exemplar, MultiTask.name: MultiTask,
@@ -57,6 +59,6 @@ def build_method(name: str, backbone, **hparams) -> Method:
     return METHODS[name](backbone, **hparams)
 
 
-__all__ = ["Autoencoder", "BarlowTwins", "build_method", "BYOL", "CMC", "Colorization", "Counting", "CPC", "DCL", "Debiased", "DeepCluster", "DenoisingAutoencoder", "DIM", "Exemplar", "HCL",
+__all__ = ["Autoencoder", "BarlowTwins", "build_method", "BYOL", "CLIP", "CMC", "Colorization", "Counting", "CPC", "DCL", "Debiased", "DeepCluster", "DenoisingAutoencoder", "DIM", "Exemplar", "HCL",
            "Inpainting", "InstDisc", "Jigsaw", "LargeMargin", "LowDim", "MAE", "Method", "METHODS", "MoCo", "MoCoV1", "MultiTask", "NextFrame", "OrderVerification", "RelativePosition", "Rotation", "SimCLR", "SimCLRv2", "SimMIM", "SimSiam",
            "SequenceSorting", "SplitBrain", "SuperResolution", "SupCon", "SwAV", "VICReg"]
