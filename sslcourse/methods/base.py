@@ -12,6 +12,19 @@ training set, for a memory bank) or ``labels`` (for supervised contrastive learn
 import torch
 from torch import nn
 
+from ..utils import check_tensor
+
+
+def check_index(index, n_images: int, n_train: int) -> torch.Tensor:
+    """The trainer's ``index`` extra, checked: (n_images,) integer positions in a training set of n_train."""
+    check_tensor(index, "index", ndim=1)
+    expected = f"index must hold the {n_images} images' positions in the training set, integers in [0, {n_train})"
+    if len(index) != n_images or index.is_floating_point():
+        raise ValueError(f"{expected}; got {index.dtype} of shape {tuple(index.shape)}")
+    if len(index) and not 0 <= int(index.min()) <= int(index.max()) < n_train:
+        raise ValueError(f"{expected}; got values in [{int(index.min())}, {int(index.max())}]")
+    return index
+
 
 class Method(nn.Module):
     name: str = ""

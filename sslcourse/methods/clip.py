@@ -41,8 +41,8 @@ from ..evaluation import extract_features
 from ..losses.clip import INITIAL_LOGIT_SCALE, MAX_LOGIT_SCALE, clip_loss
 from ..text import CAPTION_LENGTH, CAPTION_WORDS, TextTransformer, Tokenizer, world_captions
 from ..transforms import Augment
-from ..utils import check_dim, check_tensor, eval_mode
-from .base import Method
+from ..utils import check_dim, eval_mode
+from .base import Method, check_index
 
 # Zero-shot prompts in the captions' own words: "{}" is the class name.
 TEMPLATES = ("a {} .", "the {} .", "the {} is", "a {} at the", "a {} on a background .")
@@ -109,11 +109,7 @@ class CLIP(Method):
     embed = encode_image
 
     def training_step(self, images, generator, index):
-        check_tensor(index, "index", ndim=1)
-        if len(index) != len(images) or index.is_floating_point() or index.min() < 0 or index.max() >= self.n_train:
-            raise ValueError(f"index must hold the {len(images)} images' positions in the training set "
-                             f"(integers in [0, {self.n_train})), got {index.dtype} {tuple(index.shape)}")
-        ids = self.captions[index]                                                 # (N, CAPTION_LENGTH)
+        ids = self.captions[check_index(index, len(images), self.n_train)]                                                 # (N, CAPTION_LENGTH)
         if (ids[:, 0] != self.tokenizer.cls_id).any():
             raise RuntimeError("CLIP has no captions for these images: build it with CLIP.for_data(backbone, data) "
                                "or call set_captions(texts)")

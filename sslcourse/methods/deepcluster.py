@@ -71,6 +71,7 @@ from ..clustering import KMeansResult, cluster_purity, kmeans, normalized_mutual
 from ..evaluation import extract_features
 from ..transforms import Augment
 from ..utils import check_dim, check_tensor
+from .base import check_index
 from .pretext import PretextTask
 
 N_CLUSTERS = 100     # the default k; the paper found k = 10,000 best on ImageNet
@@ -207,10 +208,7 @@ class DeepCluster(PretextTask):
 
     def make_pseudo_labels(self, images, generator, index):
         """(N, C, H, W) uint8 images and their (N,) positions in the training set -> (augmented views, clusters)."""
-        check_tensor(index, "index", ndim=1)
-        if len(index) != len(images) or index.is_floating_point() or index.min() < 0 or index.max() >= self.n_train:
-            raise ValueError(f"index must hold the {len(images)} images' positions in the training set "
-                             f"(integers in [0, {self.n_train})), got {index.dtype} {tuple(index.shape)}")
+        check_index(index, len(images), self.n_train)
         return self.augment(images, generator), self.pseudo_labels[index]
 
     def loss(self, predictions, targets):

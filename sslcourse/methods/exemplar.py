@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from ..models import MLPHead
 from ..transforms import check_generator, check_images, check_range, to_unit, uniform, normalize
-from ..utils import check_dim, check_tensor, check_weight
+from ..utils import check_dim, check_weight
+from .base import check_index
 from .pretext import PretextTask
 
 # The paper's ranges; "translate" is a fraction of the image side, "degrees" the largest rotation.
@@ -175,13 +176,7 @@ class Exemplar(PretextTask):
 
     def make_pseudo_labels(self, images, generator, index):
         """-> (transformed images normalised as for evaluation (N, C, H, W), their classes ``index`` (N,))."""
-        check_tensor(index, "index", ndim=1)
-        if len(index) != len(images) or index.is_floating_point():
-            raise ValueError(f"index must hold one integer class per image ({len(images)}), "
-                             f"got {index.dtype} {tuple(index.shape)}")
-        if len(index) and not 0 <= int(index.min()) <= int(index.max()) < self.n_classes:
-            raise ValueError(f"index must lie in [0, {self.n_classes}) (the training set's positions), "
-                             f"got values in [{int(index.min())}, {int(index.max())}]")
+        check_index(index, len(images), self.n_classes)          # an image's position is its class
         params = sample_exemplar_params(len(images), generator, **self.ranges)
         return normalize(exemplar_transform(images, params)), index
 
