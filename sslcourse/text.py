@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.world import CLASSES, WorldConfig, sample_scenes
+from .data.world import CLASSES, WorldConfig, free_labels_of, sample_scenes
 from .masking import masked_mean, random_masking
 from .models.vit import Block
 from .utils import check_dim, check_generator, check_positive, check_tensor
@@ -80,18 +80,7 @@ def world_captions(data, split: str = "train") -> list[str]:
     Written from the free labels that ``load_world`` keeps in ``data.extras[split]`` (the
     scenes' own parameters: the same seed gives the same captions), so no scene is drawn again.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    labels = data.extras.get(split) if isinstance(getattr(data, "extras", None), dict) else None
-    needed = ("labels", "hue", "x", "y", "scale", "background")
-    if not isinstance(labels, dict) or not all(key in labels for key in needed):
-        raise ValueError(f"captions are written from the world's free labels (data.extras[{split!r}] with "
-                         f"{', '.join(needed)}); data set {getattr(data, 'name', data)!r} has none: "
-                         f"load it with sslcourse.data.world.load_world")
-    n = len(getattr(data, f"{split}_images"))
-    if len(labels["labels"]) != n:
-        raise ValueError(f"data.extras[{split!r}] describes {len(labels['labels'])} images but the split has {n} "
-                         f"(was the data set cut after loading? load_world(n_train=..., n_test=...) sizes it)")
+    labels = free_labels_of(data, split, ("labels", "hue", "x", "y", "scale", "background"), "captions")
     return _describe(labels["labels"], labels["hue"], labels["x"], labels["y"], labels["scale"],
                      labels["background"])
 

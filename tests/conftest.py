@@ -4,6 +4,8 @@ import os
 import pytest
 import torch
 
+from sslcourse.checkpoint import load_checkpoint
+from sslcourse.cli import main
 from sslcourse.data.world import load_world
 from sslcourse.evaluation import knn_eval
 from sslcourse.trainer import train
@@ -21,6 +23,23 @@ def _share_the_cores():
     # oversubscribed threads spin and crawl (a single pytest process keeps two threads, as before).
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers) if workers else 2)
+
+
+@pytest.fixture
+def cli_pretrain(tmp_path):
+    """``run(method, n_train, n_test) -> checkpoint state``: ``python -m sslcourse pretrain`` in process,
+    one epoch at batch 32 on the CPU, checked to exit 0 and to write its results and checkpoint; the
+    data lie under ``tmp_path / "data"``."""
+    def run(method, n_train, n_test):
+        out = tmp_path / "run"
+        assert main(["pretrain", "--method", method, "--epochs", "1", "--batch-size", "32", "--n-train", str(n_train),
+                     "--n-test", str(n_test), "--device", "cpu", "--out", str(out), "--no-progress",
+                     "--data-dir", str(tmp_path / "data")]) == 0
+        assert (out / "results.json").is_file()
+        state = load_checkpoint(out / "checkpoint.pt")
+        assert state["method"] == method
+        return state
+    return run
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from sslcourse.checkpoint import load_checkpoint
-from sslcourse.cli import main
 from sslcourse.data import ImageDataset, subset
 from sslcourse.data.world import load_world, sample_scenes
 from sslcourse.experiments import pretrain
@@ -75,7 +73,7 @@ def test_world_captions_need_the_worlds_free_labels(tiny_world):
                          tiny_world.test_labels, tiny_world.classes)
     with pytest.raises(ValueError, match="load_world"):
         world_captions(plain)
-    with pytest.raises(ValueError, match="describes 128 images but the split has 100"):
+    with pytest.raises(ValueError, match="describes 128 scenes but the split has 100 images"):
         world_captions(subset(tiny_world, n_train=100))
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
         world_captions(tiny_world, "val")
@@ -202,14 +200,8 @@ def test_zero_shot_classifier_averages_unit_prompt_embeddings(tiny_world):
         zero_shot_accuracy(method, tiny_world, split="val")
 
 
-def test_cli_pretrains_clip_and_its_checkpoint_rebuilds_the_method(tmp_path, tiny_world):
-    out = tmp_path / "run"
-    assert main(["pretrain", "--method", "clip", "--epochs", "1", "--batch-size", "32", "--n-train", "128",
-                 "--n-test", "64", "--device", "cpu", "--out", str(out), "--no-progress",
-                 "--data-dir", str(tmp_path / "data")]) == 0
-    assert (out / "results.json").is_file()
-    state = load_checkpoint(out / "checkpoint.pt")
-    assert state["method"] == "clip"
+def test_cli_pretrains_clip_and_its_checkpoint_rebuilds_the_method(tmp_path, cli_pretrain, tiny_world):
+    state = cli_pretrain("clip", 128, 64)
     assert state["hparams"] == {"n_train": 128, "image_size": 32, "embed_dim": 64, "text_width": 64, "text_depth": 2,
                                 "text_heads": 4, "gray_p": 0.5}
     twin = METHODS["clip"](build_backbone("convnet"), **state["hparams"])

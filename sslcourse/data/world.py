@@ -457,6 +457,23 @@ def generate(n: int, seed=0, config: WorldConfig = WorldConfig()) -> dict:
             **per_object, "obj_colour": scenes.rgb, "obj_present": scenes.present}
 
 
+def free_labels_of(data, split: str, needed, what: str) -> dict:
+    """A split's free labels (``data.extras[split]`` of a ``load_world`` set), checked to hold ``needed``
+    and one row per image; ``what`` names what is written from them, for the error message."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    labels = data.extras.get(split) if isinstance(getattr(data, "extras", None), dict) else None
+    if not isinstance(labels, dict) or not all(key in labels for key in needed):
+        raise ValueError(f"{what} are written from the world's free labels (data.extras[{split!r}] with "
+                         f"{', '.join(needed)}); data set {getattr(data, 'name', data)!r} has none: "
+                         f"load it with sslcourse.data.world.load_world")
+    n, rows = len(getattr(data, f"{split}_images")), len(labels[needed[0]])
+    if rows != n:
+        raise ValueError(f"data.extras[{split!r}] describes {rows} scenes but the split has {n} images "
+                         f"(was the data set cut after loading? load_world(n_train=..., n_test=...) sizes it)")
+    return labels
+
+
 def load_world(n_train: int = 5000, n_test: int = 2000, seed: int = 0, config: WorldConfig | None = None,
                root=DATA_ROOT, cache: bool = True, **config_overrides) -> ImageDataset:
     """The world as an ImageDataset, e.g. ``load_world(max_objects=3)``.
