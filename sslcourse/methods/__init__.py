@@ -1,5 +1,6 @@
 """The registry of methods: adding one is a file and a line here."""
 from .autoencoder import Autoencoder, DenoisingAutoencoder
+from .avc import AVC
 from .barlow_twins import BarlowTwins
 from .base import Method
 from .byol import BYOL
@@ -11,15 +12,18 @@ from .cpc import CPC
 from .deepcluster import DeepCluster
 from .dim import DIM
 from .exemplar import Exemplar
+from .free_labels import FreeLabels
 from .inpainting import Inpainting
 from .instdisc import InstDisc
 from .jigsaw import Jigsaw
 from .mae import MAE
 from .moco import MoCo, MoCoV1
+from .motion_segmentation import MotionSegmentation
 from .multitask import MultiTask
 from .next_frame import NextFrame
 from .order_verification import OrderVerification
 from .relative_position import RelativePosition
+from .rgb_flow import RGBFlowCorrespondence
 from .rotation import Rotation
 from .sequence_sorting import SequenceSorting
 from .simclr import SimCLR
@@ -41,6 +45,10 @@ METHODS: dict[str, type[Method]] = {
     LargeMargin.name: LargeMargin, LowDim.name: LowDim,
     InstDisc.name: InstDisc, CPC.name: CPC, DIM.name: DIM, CMC.name: CMC,
     CLIP.name: CLIP,
+    RGBFlowCorrespondence.name: RGBFlowCorrespondence,
+    MotionSegmentation.name: MotionSegmentation,
+    AVC.name: AVC,
+    FreeLabels.name: FreeLabels,
     DeepCluster.name: DeepCluster,
     Rotation.name: Rotation, RelativePosition.name: RelativePosition, Jigsaw.name: Jigsaw, Counting.name: Counting,
     Exemplar.name: Exemplar, MultiTask.name: MultiTask,
@@ -59,6 +67,6 @@ def build_method(name: str, backbone, **hparams) -> Method:
     return METHODS[name](backbone, **hparams)
 
 
-__all__ = ["Autoencoder", "BarlowTwins", "build_method", "BYOL", "CLIP", "CMC", "Colorization", "Counting", "CPC", "DCL", "Debiased", "DeepCluster", "DenoisingAutoencoder", "DIM", "Exemplar", "HCL",
-           "Inpainting", "InstDisc", "Jigsaw", "LargeMargin", "LowDim", "MAE", "Method", "METHODS", "MoCo", "MoCoV1", "MultiTask", "NextFrame", "OrderVerification", "RelativePosition", "Rotation", "SimCLR", "SimCLRv2", "SimMIM", "SimSiam",
+__all__ = ["Autoencoder", "AVC", "BarlowTwins", "build_method", "BYOL", "CLIP", "CMC", "Colorization", "Counting", "CPC", "DCL", "Debiased", "DeepCluster", "DenoisingAutoencoder", "DIM", "Exemplar", "FreeLabels", "HCL",
+           "Inpainting", "InstDisc", "Jigsaw", "LargeMargin", "LowDim", "MAE", "Method", "METHODS", "MoCo", "MoCoV1", "MotionSegmentation", "MultiTask", "NextFrame", "OrderVerification", "RelativePosition", "RGBFlowCorrespondence", "Rotation", "SimCLR", "SimCLRv2", "SimMIM", "SimSiam",
            "SequenceSorting", "SplitBrain", "SuperResolution", "SupCon", "SwAV", "VICReg"]
