@@ -44,7 +44,7 @@ from ..losses.avc import correspondence_loss
 from ..models.backbones import conv_block
 from ..transforms import Augment, to_float
 from ..utils import check_dim, check_tensor, eval_mode
-from .base import Method
+from .base import Method, check_index
 
 FUSIONS = ("concat", "similarity")
 
@@ -146,11 +146,7 @@ class AVC(Method):
         return weight * similarity.flatten(2).amax(dim=2) + bias
 
     def training_step(self, images, generator, index):
-        check_tensor(index, "index", ndim=1)
-        if len(index) != len(images) or index.is_floating_point() or index.min() < 0 or index.max() >= self.n_train:
-            raise ValueError(f"index must hold the {len(images)} images' positions in the training set "
-                             f"(integers in [0, {self.n_train})), got {index.dtype} {tuple(index.shape)}")
-        params = self.sources[index]                                                     # (N, K, 3)
+        params = self.sources[check_index(index, len(images), self.n_train)]                                                     # (N, K, 3)
         if (params[:, :, 1] <= 0).all(dim=1).any():
             raise RuntimeError("AVC has no sounds for these scenes: build it with AVC.for_data(backbone, data) "
                                "or call set_sources(world_sources(data))")
