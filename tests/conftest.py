@@ -1,4 +1,5 @@
 import copy
+import json
 import os
 
 import pytest
@@ -27,15 +28,16 @@ def _share_the_cores():
 
 @pytest.fixture
 def cli_pretrain(tmp_path):
-    """``run(method, n_train, n_test) -> checkpoint state``: ``python -m sslcourse pretrain`` in process,
-    one epoch at batch 32 on the CPU, checked to exit 0 and to write its results and checkpoint; the
-    data lie under ``tmp_path / "data"``."""
-    def run(method, n_train, n_test):
+    """``run(method, n_train, n_test, dataset="world") -> checkpoint state``: ``python -m sslcourse pretrain``
+    in process, one epoch at batch 32 on the CPU, checked to exit 0 and to write its results (naming the
+    method and the data set) and checkpoint; the data lie under ``tmp_path / "data"``."""
+    def run(method, n_train, n_test, dataset="world"):
         out = tmp_path / "run"
-        assert main(["pretrain", "--method", method, "--epochs", "1", "--batch-size", "32", "--n-train", str(n_train),
-                     "--n-test", str(n_test), "--device", "cpu", "--out", str(out), "--no-progress",
-                     "--data-dir", str(tmp_path / "data")]) == 0
-        assert (out / "results.json").is_file()
+        assert main(["pretrain", "--method", method, "--dataset", dataset, "--epochs", "1", "--batch-size", "32",
+                     "--n-train", str(n_train), "--n-test", str(n_test), "--device", "cpu", "--out", str(out),
+                     "--no-progress", "--data-dir", str(tmp_path / "data")]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert (results["method"], results["dataset"]) == (method, dataset)
         state = load_checkpoint(out / "checkpoint.pt")
         assert state["method"] == method
         return state

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sslcourse.data import DATASETS, load_dataset
 from sslcourse.data.domains import (BLUR_SIGMA, NOISE_STD, PALETTE, PALETTE_OFFSET, free_labels, load_domains,
                                     object_pairs, object_silhouettes, shift_images)
 from sslcourse.data.world import CLASSES, load_world, render, sample_scenes
@@ -32,6 +33,15 @@ def test_clean_images_are_load_worlds_and_generation_is_deterministic(domains, t
     assert not torch.equal(shift_images(images, 0, "train"), shift_images(images, 0, "test"))
     assert domains.extras["shifted"]["train"].shape == domains.train_images.shape
     assert domains.extras["shifted"]["train"].dtype == torch.uint8
+
+
+def test_load_dataset_knows_world_domains(domains, tmp_path):
+    data = load_dataset("world-domains", root=tmp_path, seed=0, n_train=200, n_test=50)
+    assert data.name == "world-domains" and "world-domains" in DATASETS
+    assert torch.equal(data.test_images, domains.test_images)
+    for split in ("train", "test"):
+        assert torch.equal(data.extras["shifted"][split], domains.extras["shifted"][split])
+        assert torch.equal(data.extras["free"][split]["count"], domains.extras["free"][split]["count"])
 
 
 def test_the_palette_is_the_designed_colour_map():

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from sslcourse.cli import main
 from sslcourse.data.domains import load_domains
 from sslcourse.experiments import pretrain
 from sslcourse.losses import count_loss, depth_order_loss, domain_loss, mask_loss
@@ -183,6 +184,8 @@ def test_free_labels_rejects_bad_indices_missing_data_and_bad_hparams(tiny_domai
                               small_world.test_labels, small_world.classes)
     with pytest.raises(ValueError, match="load_domains"):
         build(plain)
+    with pytest.raises(ValueError, match=r"one per image \(max_objects=1\): use --dataset world-domains"):
+        build(small_world)
     with pytest.raises(ValueError, match="no shifted rendering"):
         domain_accuracy(method.backbone, small_world)
 
@@ -202,15 +205,20 @@ def test_scores_and_the_trivial_baseline(tiny_domains):
     assert 0 <= domain_accuracy(method.backbone, tiny_domains, n=32) <= 1
 
 
-def test_cli_pretrains_free_labels_and_its_checkpoint_rebuilds_the_method(tmp_path, cli_pretrain):
-    # The plain world (one object per image): for_data shifts its images itself.
-    state = cli_pretrain("free_labels", 128, 64)
-    assert state["hparams"] == {"n_train": 128, "image_size": 32, "max_objects": 1, "cells": 4,
+def test_cli_pretrains_free_labels_on_world_domains_and_its_checkpoint_rebuilds_the_method(tmp_path, cli_pretrain,
+                                                                                          capsys):
+    state = cli_pretrain("free_labels", 128, 64, dataset="world-domains")
+    assert state["hparams"] == {"n_train": 128, "image_size": 32, "max_objects": 3, "cells": 4,
                                 "adaptation": "adversarial", "domain_weight": 0.5, "gamma": 10.0, "hidden": 64,
                                 "task_weights": (1.0, 1.0, 1.0)}
     twin = METHODS["free_labels"](build_backbone("convnet"), **state["hparams"])
     twin.load_state_dict(state["model"])
     assert twin.progress.item() == 1.0
+    # The plain world (the default data set) has one object per image: the error names world-domains.
+    capsys.readouterr()
+    assert main(["pretrain", "--method", "free_labels", "--epochs", "1", "--n-train", "64", "--n-test", "32",
+                 "--no-progress", "--out", str(tmp_path / "plain"), "--data-dir", str(tmp_path / "data")]) == 1
+    assert "--dataset world-domains" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- learning

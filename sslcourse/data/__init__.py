@@ -55,6 +55,8 @@ DATASETS = {
     "stl10": "STL-10 through torchvision, 96x96",
     "mnist": "MNIST through torchvision, 1x28x28",
     "videos": "short videos of the world (8 frames, exact optical flow); images are first frames (offline)",
+    "world-domains": "the world with up to 3 objects per image, clean and in a shifted rendering, with free "
+                     "labels (mask, depth order, count): the data of free_labels (offline)",
 }
 
 
@@ -62,15 +64,18 @@ def load_dataset(name: str, root=DATA_ROOT, seed: int = 0, n_train: int | None =
                  n_test: int | None = None, download: bool = False) -> ImageDataset:
     """Load a data set by name (see ``DATASETS``) or from a path: an ``.npz`` file or a folder of images.
 
-    ``n_train`` and ``n_test`` size the world and its videos, and cut the others (first images).
+    ``n_train`` and ``n_test`` size the world, its videos and its two renderings, and cut the
+    others (first images).
     """
     from pathlib import Path as _Path
 
-    from . import real, video, world
+    from . import domains, real, video, world
 
     sizes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
     if name == "videos":
         return video.load_videos(seed=seed, root=root, **sizes)
+    if name == "world-domains":
+        return domains.load_domains(seed=seed, root=root, **sizes)
     variants = {"world": {}, "world-shortcut": {"colour_shortcut": 0.9}, "world-upright": {"max_angle": 0.0}}
     if name in variants:
         data = world.load_world(seed=seed, root=root, **sizes, **variants[name])

@@ -108,12 +108,18 @@ class FreeLabels(Method):
 
     @classmethod
     def for_data(cls, backbone, data, **hparams):
-        """For ``load_domains`` data (or plain ``load_world`` data: then its free labels and
-        ``shift_images(train_images, seed=0)`` are used)."""
+        """For ``load_domains`` data (``--dataset world-domains``), or ``load_world`` data of several
+        objects per image (``max_objects`` >= 2: then its free labels and ``shift_images(train_images,
+        seed=0)`` are used)."""
         extras = data.extras
         if "train" not in extras or "config" not in extras or "count" not in extras.get("train", {}):
-            raise ValueError(f"free_labels needs the world's free labels (sslcourse.data.domains.load_domains "
-                             f"or load_world); data set {data.name!r} has none")
+            raise ValueError(f"free_labels needs the world's free labels (sslcourse.data.domains.load_domains, "
+                             f"--dataset world-domains); data set {data.name!r} has none")
+        if extras["config"].max_objects < 2:
+            # One object per image: the count is always 1 and no pair has a depth order to learn.
+            raise ValueError(f"free_labels needs scenes of several objects, but data set {data.name!r} has one per "
+                             f"image (max_objects=1): use --dataset world-domains "
+                             f"(sslcourse.data.domains.load_domains, up to 3 objects, both renderings)")
         cells = hparams.get("cells", 4)
         free = extras["free"]["train"] if "free" in extras else free_labels(extras["train"], cells)
         shifted = extras["shifted"]["train"] if "shifted" in extras else shift_images(data.train_images, 0, "train")
