@@ -181,3 +181,98 @@ def plot_layerwise(accuracy_by_task: dict, ax=None, chance: float | None = None)
     ax.set(xlabel="block (input side -> output side)", ylabel="", title=title)
     fig.tight_layout()
     return fig
+
+
+def _check_strip(frames, maps, what: str, shape: str, lag: int):
+    """(T, C, H, W) frames and one map per frame (``lag`` = 0) or per frame but the last (``lag`` = 1),
+    checked -> (the frames for imshow, the maps as a float tensor)."""
+    frames, maps = torch.as_tensor(frames).detach().cpu(), torch.as_tensor(maps).detach().cpu().float()
+    if frames.ndim != 4 or len(frames) < 1 + lag:
+        raise ValueError(f"frames must be (T, C, H, W) with T >= {1 + lag}, got shape {tuple(frames.shape)}")
+    flows = what == "flows"
+    if maps.ndim != 3 + flows or len(maps) != len(frames) - lag or \
+            (flows and (maps.shape[1] != 2 or maps.shape[2:] != frames.shape[2:])):
+        raise ValueError(f"{what} must be {shape} for frames {tuple(frames.shape)}, got shape {tuple(maps.shape)}")
+    return to_display(frames), maps
+
+
+def plot_flow_strip(frames, flows, step: int = 2, magnify: float = 3.0, size: float = 1.8, title: str | None = None):
+    """Frames of one clip with their forward optical flow drawn over them as arrows, one panel per flow.
+
+    frames: (T, C, H, W); flows: (T-1, 2, H, W) in pixels, (dx, dy) as ``sslcourse.data.video`` gives it.
+    An arrow starts at every ``step``-th pixel centre where the flow is not zero (the background's is)
+    and is ``magnify`` times the flow long, so that motions of a pixel or two show.
+    """
+    pictures, flows = _check_strip(frames, flows, "flows", "(T-1, 2, H, W), one field per frame but the last", 1)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be an int >= 1 (pixels between arrows), got {step!r}")
+    n, (h, w) = len(flows), flows.shape[-2:]
+    fig, axes = plt.subplots(1, n, figsize=(size * n, size * 1.15), squeeze=False)
+    rows, cols = np.mgrid[step // 2:h:step, step // 2:w:step]                       # arrow tails, pixel indices
+    for t, ax in enumerate(axes[0]):
+        dx, dy = flows[t, 0].numpy()[rows, cols], flows[t, 1].numpy()[rows, cols]
+        moving = (dx != 0) | (dy != 0)
+        ax.imshow(pictures[t], cmap="gray" if pictures[t].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.quiver(cols[moving], rows[moving], magnify * dx[moving], magnify * dy[moving], color="white",
+                  angles="xy", scale_units="xy", scale=1, width=0.012, headwidth=3, edgecolor="black", linewidth=0.3)
+        ax.set(xticks=[], yticks=[], xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
+        ax.set_title(f"frame {t} -> {t + 1}", fontsize=7)
+    fig.suptitle(title or f"forward flow, arrows x{magnify:g}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmap_strip(frames, maps, size: float = 1.8, alpha: float = 0.55, title: str | None = None):
+    """Frames with a coarse (h, w) map each laid over them (stretched to the frame, nearest cells), and a
+    cross on each map's peak cell: e.g. where a sound is, ``sslcourse.methods.avc.localisation_map``.
+
+    frames: (T, C, H, W); maps: (T, h, w). One colour scale for all panels, so that panels compare.
+    """
+    pictures, maps = _check_strip(frames, maps, "maps", "(T, h, w), one per frame", 0)
+    (h, w), (height, width) = maps.shape[1:], pictures.shape[1:3]
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size * 1.15), squeeze=False)
+    low, high = maps.min().item(), maps.max().item()
+    for t, ax in enumerate(axes[0]):
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        ax.imshow(pictures[t], cmap="gray" if pictures[t].ndim == 2 else None, vmin=0, vmax=1,
+                  interpolation="nearest", extent=extent)
+        ax.imshow(maps[t].numpy(), cmap="inferno", vmin=low, vmax=high, alpha=alpha, interpolation="nearest",
+                  extent=extent)
+        row, col = divmod(int(maps[t].argmax()), w)
+        ax.plot((col + 0.5) * width / w - 0.5, (row + 0.5) * height / h - 0.5, marker="x", color="cyan",
+                markersize=9, markeredgewidth=2)
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(f"frame {t}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(labels, predictions, classes, ax=None, title: str | None = None):
+    """Confusion matrix of class predictions, each row (a true class) normalised to sum to 1, annotated.
+
+    labels, predictions: (N,) ints in [0, len(classes)). A true class with no sample keeps a row of zeros.
+    """
+    labels, predictions = (torch.as_tensor(a).detach().cpu().long().flatten() for a in (labels, predictions))
+    k = len(classes)
+    if len(labels) != len(predictions) or len(labels) == 0:
+        raise ValueError(f"labels and predictions must be two non-empty (N,) arrays of one length, got "
+                         f"{len(labels)} and {len(predictions)}")
+    if min(labels.min(), predictions.min()) < 0 or max(labels.max(), predictions.max()) >= k:
+        raise ValueError(f"labels and predictions must lie in [0, {k}), one per class of {list(classes)}")
+    counts = torch.bincount(labels * k + predictions, minlength=k * k).view(k, k).double()   # (true, predicted)
+    matrix = (counts / counts.sum(dim=1, keepdim=True).clamp_min(1)).numpy()
+    fig, ax = plt.subplots(figsize=(0.5 * k + 2.2, 0.5 * k + 1.4)) if ax is None else (ax.figure, ax)
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    for i, j in np.ndindex(k, k):
+        if matrix[i, j] >= 0.005:
+            ax.text(j, i, f"{matrix[i, j]:.2f}"[1:] if matrix[i, j] < 1 else "1", ha="center", va="center",
+                    fontsize=6, color="white" if matrix[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), classes, fontsize=7)
+    accuracy = (labels == predictions).double().mean().item()
+    ax.set(xlabel="predicted", ylabel="true", title=title or f"accuracy {accuracy:.3f}")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.tight_layout()
+    return fig
