@@ -1,7 +1,7 @@
 """The lab pipeline end to end: build, grade, release, and a student's run.
 
 One module-scoped build serves every test. The submissions under tests/submissions/
-(lab 05) and tests/submissions/NN_name/ (each lab of GRADED_LABS: 01, 02, 06, 07, 08) are graded
+(lab 05) and tests/submissions/NN_name/ (each lab of GRADED_LABS: 01, 02, 04, 06, 07, 08) are graded
 in one `tools/labs.py grade` run per lab, as `make grade` would, together with the solution
 (full marks) and the untouched student notebook (zero).
 """
@@ -35,6 +35,7 @@ COLLAPSE_LAB = "07_collapse_detective"
 CONTEXT_LAB = "02_context_based"
 MAE_LAB = "08_mae"
 GENERATION_LAB = "01_generation_based"
+CROSS_MODAL_LAB = "04_cross_modal"
 
 # The labs graded the same way: lab -> (folder of its described submissions, its questions, their
 # points, the questions those submissions leave empty). Each lab is graded in one batch.
@@ -43,7 +44,8 @@ GRADED_LABS = {lab: (SUBMISSIONS / lab, list(points), points, {empty}) for lab, 
     (COLLAPSE_LAB, {"q1": 3, "q2": 2, "q3": 2, "q4": 3, "q5": 3}, "q5"),
     (CONTEXT_LAB, {"q1": 3, "q2": 4, "q3": 3, "q4": 3}, "q4"),
     (MAE_LAB, {"q1": 3, "q2": 2, "q3": 3, "q4": 3, "q5": 3}, "q5"),
-    (GENERATION_LAB, {"q1": 3, "q2": 3, "q3": 2, "q4": 3, "q5": 3}, "q5")]}
+    (GENERATION_LAB, {"q1": 3, "q2": 3, "q3": 2, "q4": 3, "q5": 3}, "q5"),
+    (CROSS_MODAL_LAB, {"q1": 3, "q2": 3, "q3": 3}, "q3")]}
 
 
 def run_tool(*args, timeout=600, env=ENV):
@@ -586,6 +588,43 @@ print("ok")
 
 
 # ----------------------------------------------------------------------------------------
+# Lab 04 (CLIP): stubs in two modules under the library's CLIP (its training step, zero-shot
+# accuracy and the prompt study), clip_logits given, and a run that hands the student's loss and
+# zero-shot classifier to CLIP.
+
+def test_release_stubs_the_clip_loss_and_the_zero_shot_classifier_for_lab_04(release):
+    """The two functions are stubs naming lab 04; CLIP's training step (so training, pretrain and the CLI's
+    `pretrain --method clip`), zero_shot_accuracy and prompt_study raise the same error, and the rest of both
+    modules still works (clip_logits, the encoders, the tokenizer)."""
+    assert_stubs(release, CROSS_MODAL_LAB, {"sslcourse/losses/clip.py": ["clip_loss"],
+                                            "sslcourse/methods/clip.py": ["zero_shot_classifier"]})
+    run_python_in_release(release, f"""
+import torch
+from sslcourse.data import ImageDataset
+from sslcourse.data.world import CLASSES
+from sslcourse.losses.clip import clip_logits, clip_loss
+from sslcourse.methods import CLIP
+from sslcourse.methods.clip import prompt_study, zero_shot_accuracy, zero_shot_classifier
+from sslcourse.models import build_backbone
+from sslcourse.text import caption_corpus
+x, labels = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8), torch.arange(4)
+data = ImageDataset("tiny", x, labels, x, labels, list(CLASSES))
+clip = CLIP(build_backbone("convnet"), n_train=4, image_size=16, train_captions=caption_corpus(4))
+z = torch.randn(4, 8)
+assert_stopped({CROSS_MODAL_LAB!r}, [
+    ("clip_loss", lambda: clip_loss(z, z)),
+    ("CLIP's training step", lambda: clip.training_step(x, torch.Generator(), index=torch.arange(4))),
+    ("zero_shot_classifier", lambda: zero_shot_classifier(clip, ["star", "circle"])),
+    ("zero_shot_accuracy", lambda: zero_shot_accuracy(clip, data)),
+    ("prompt_study", lambda: prompt_study(clip, data, ("a {{}} .",)))])
+assert clip_logits(z, z, 1.0).shape == (4, 4)                                    # the rest is kept
+assert clip.encode_text(clip.tokenize(["a star .", "the circle is"])).shape == (2, 64)
+assert clip.encode_image(torch.randn(4, 3, 16, 16)).shape == (4, 64)
+print("ok")
+""")
+
+
+# ----------------------------------------------------------------------------------------
 # The labs of GRADED_LABS are graded the same way: the solution, the untouched notebook and
 # every description, in one batch per lab.
 
@@ -669,6 +708,12 @@ BUILT_LABS = {
                      "students_write": ["sslcourse.transforms.rgb_to_lab", "sslcourse.methods.colorization.quantize_ab",
                                         "sslcourse.methods.colorization.smooth_distribution",
                                         "sslcourse.methods.colorization.rebalancing_weights"]},
+    CROSS_MODAL_LAB: {"answers": ("F.cross_entropy(logits.T, pairs)", "F.normalize(prompts.mean(dim=0), dim=0)",
+                                  'clip_method = CLIP.for_data(build_backbone("convnet"), data)'),
+                      "tests": {"q1": ("hidden=True", "requires_grad=True)), {}))", "clip_loss(image, image, 100.0)"),
+                                "q2": ("hidden=True", "sslcourse.methods.clip.zero_shot_classifier", "m.training"),
+                                "q3": ("hidden=True", "labcheck.armed(), mock.patch.multiple(library_clip")},
+                      "students_write": ["sslcourse.losses.clip.clip_loss", "sslcourse.methods.clip.zero_shot_classifier"]},
 }
 
 
@@ -698,6 +743,6 @@ def test_lab_student_notebook_and_autograder_bundle(built, name):
 def test_lab_student_notebook_with_solutions_passes_every_check_in_the_release(built, release, tmp_path, name):
     """Each run trains in the release with the student's functions plugged in, the library's being stubs:
     MoCo with the three of lab 06, VICReg with lab 07's loss and diagnostics, MAE with lab 08's four,
-    colorization (without and with rebalancing) with lab 01's four,
+    colorization (without and with rebalancing) with lab 01's four, CLIP with lab 04's two,
     rotation with lab 02's rotate_batch."""
     run_in_release(labs.find_lab(name), release, tmp_path / "student", GRADED_LABS[name][1])
