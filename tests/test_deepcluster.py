@@ -305,6 +305,61 @@ def test_inverse_size_weights_and_the_weighted_loss_against_a_loop():
     torch.testing.assert_close(unbalanced.loss(logits, assignments), F.cross_entropy(logits, assignments))
 
 
+def test_set_pseudo_labels_starts_a_run_from_a_labelling_of_ones_own():
+    method = build(n=64, n_clusters=4)
+    labels = torch.tensor([0] * 40 + [1] * 16 + [3] * 8)          # cluster 2 empty
+    head = method.head.weight
+    stats = method.set_pseudo_labels(labels, torch.Generator().manual_seed(3), epoch=0, note="giant")
+    assert torch.equal(method.pseudo_labels, labels) and method.clustered_epoch == 0
+    torch.testing.assert_close(method.class_weights, inverse_size_weights(labels, 4))
+    assert method.head.weight is head and not method.head.bias.any()
+    torch.testing.assert_close(head, 0.01 * torch.randn((4, 128), generator=torch.Generator().manual_seed(3)))
+    shares = torch.tensor([40, 16, 8]) / 64
+    assert stats == {"epoch": 0, "inertia": None, "empty_splits": None, "note": "giant", "nonempty": 3,
+                     "largest": pytest.approx(40 / 64), "nmi_previous": None,
+                     "purity": pytest.approx(cluster_purity(labels, method.train_labels)),
+                     "effective_clusters": pytest.approx(float((-(shares * shares.log()).sum()).exp()))}
+    # training keeps them for epoch 0 and clusters its own features at epoch 1
+    data = ImageDataset("noise", method.train_images, method.train_labels, images(16, seed=1), torch.arange(16) % 3,
+                        ["a", "b", "c"])
+    seen = []
+    train(method, data, epochs=2, batch_size=16, seed=0, knn_every=0, progress=False,
+          callback=lambda m, h, epoch, step: seen.append((epoch, m.pseudo_labels.clone())))
+    assert all(torch.equal(labels, seen_labels) for epoch, seen_labels in seen if epoch == 0)
+    assert [s["epoch"] for s in method.cluster_history] == [0, 1] and method.cluster_history[1]["inertia"] > 0
+    with torch.no_grad():
+        expected = method.head(method.backbone.eval()(method.train_images.float() / 255)).argmax(1)
+    assert torch.equal(method.predicted_clusters(), expected)
+    unbalanced = build(n=64, n_clusters=4, balance=False)
+    unbalanced.set_pseudo_labels(labels, torch.Generator())
+    assert torch.equal(unbalanced.class_weights, torch.ones(4)) and unbalanced.clustered_epoch == -1
+
+
+def test_recluster_of_images_with_one_feature_vector_empties_clusters_only_without_reseeding():
+    """28 of 32 images the same image: their features coincide, as a collapsed network's would."""
+    stats = {}
+    for reseed in (True, False):
+        method = build(n_clusters=8, reseed_empty=reseed)
+        same = method.train_images.clone()
+        same[:28] = same[0]
+        method.set_training_data(same)
+        stats[reseed] = method.recluster(torch.Generator().manual_seed(0), epoch=0)
+    assert stats[True]["nonempty"] == 8 and stats[True]["empty_splits"] > 0
+    assert stats[False]["nonempty"] < 8 and stats[False]["empty_splits"] == 0   # 5 distinct features at most
+    assert stats[False]["largest"] >= 28 / 32 and stats[True]["largest"] < 28 / 32
+
+
+@pytest.mark.parametrize("labels,match", [
+    (torch.zeros(64), "labels must hold 64 integer cluster numbers, got dtype torch.float32"),
+    (torch.zeros(63, dtype=torch.long), r"labels must hold 64 integer cluster numbers, .* shape \(63,\)"),
+    (torch.full((64,), 4), r"labels must lie in \[0, 4\), got values in \[4, 4\]"),
+    (torch.full((64,), -1), r"labels must lie in \[0, 4\)"),
+])
+def test_set_pseudo_labels_rejects_bad_labels(labels, match):
+    with pytest.raises(ValueError, match=match):
+        build(n=64, n_clusters=4).set_pseudo_labels(labels, torch.Generator())
+
+
 def test_pseudo_labels_are_recomputed_at_the_first_step_of_every_epoch(monkeypatch):
     method = build(n=64, n_clusters=4)
     data = ImageDataset("noise", method.train_images, method.train_labels, images(16, seed=1), torch.arange(16) % 3,
@@ -375,6 +430,8 @@ def test_state_dict_and_hparams_rebuild_the_method_with_its_clustering():
     assert (twin.steps_done, twin.clustered_epoch) == (1, 0) and twin.cluster_history == method.cluster_history
     with pytest.raises(RuntimeError, match="DeepCluster clusters the training images, but has none"):
         twin.recluster(torch.Generator())
+    with pytest.raises(RuntimeError, match="DeepCluster predicts clusters for the training images, but has none"):
+        twin.predicted_clusters()
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -428,3 +485,30 @@ def test_deepcluster_beats_random_init_in_a_linear_probe(tmp_path):
     assert after > before + 0.025, f"linear probe accuracy {before:.3f} at random init, {after:.3f} after DeepCluster"
     assert [s["epoch"] for s in method.cluster_history] == list(range(10))
     assert all(s["nonempty"] == 100 for s in method.cluster_history)
+
+
+@pytest.mark.slow
+def test_without_balance_the_network_learns_to_predict_the_giant_cluster_for_every_image(small_world):
+    """Sec. 3.3's trivial parametrization. From a k-means labelling in which the half of the images
+    nearest to one centroid share its cluster, one epoch without ``balance`` teaches the network to
+    answer that cluster for every training image; with the inverse-size weights it answers several.
+    Measured on seeds 0, 1, 2 (512 images, k = 20, 16 steps): without balance 1.00 of the images
+    predicted as the giant cluster and 1 cluster predicted, every seed; with balance 0.00, 0.44, 0.51
+    and 6, 8, 7 clusters. The next k-means is balanced again either way (lecture 02)."""
+    seed, k = 0, 20
+    torch.manual_seed(seed)
+    features = extract_features(build_backbone("convnet"), small_world.train_images)
+    first = cluster_pseudo_labels(features, k, torch.Generator().manual_seed(seed))
+    distance = clustering.squared_distances(F.normalize(pca_whiten(features, 256), dim=1), first.centroids[:1])[:, 0]
+    labels = torch.where(distance <= distance.median(), 0, first.assignments)   # cluster 0 takes half the images
+    predicted = {}
+    for balance in (False, True):
+        torch.manual_seed(seed)     # the same backbone as the features above
+        method = DeepCluster.for_data(build_backbone("convnet"), small_world, n_clusters=k, balance=balance)
+        method.set_pseudo_labels(labels, torch.Generator().manual_seed(seed), epoch=0)
+        train(method, small_world, epochs=1, batch_size=32, seed=seed, knn_every=0, progress=False)
+        predicted[balance] = method.predicted_clusters()
+    giant_share = {balance: (p == 0).float().mean().item() for balance, p in predicted.items()}
+    distinct = {balance: len(p.unique()) for balance, p in predicted.items()}
+    assert giant_share[False] > 0.95 and distinct[False] <= 2, (giant_share, distinct)
+    assert giant_share[True] < 0.8 and distinct[True] >= 4, (giant_share, distinct)

@@ -53,7 +53,12 @@ labels below 0.1 after 200 epochs): DeepCluster needs many images and epochs. No
 cluster ever emptied or held more than 3.4 % of the images, even with both fixes off
 (20 epochs at lr 1e-2, with or without the PCA-whitening): in runs this short the
 features do not degenerate, so the collapse the fixes prevent does not show; k-means on
-collapsed features shows it (``tests/test_deepcluster.py``).
+collapsed features shows it (``tests/test_deepcluster.py``). Started by hand from one giant
+cluster (``set_pseudo_labels``: half of 5,000 images at 32 px in one cluster; lecture 02), one
+epoch without ``balance`` teaches the network to answer that cluster for 82 % of the images
+(2 clusters answered in all), with ``balance`` for none (12 answered): the paper's trivial
+parametrization. It does not compound in this setting: the next k-means, from random images
+on whitened features, is balanced again with or without the fixes (largest cluster 1.6 and 1.9 %).
 
 Pseudo labels are recomputed at the first step of every epoch (``recluster_every``): the
 method counts its optimiser steps (``on_step_end``) and knows the epoch from N // batch
@@ -163,25 +168,49 @@ class DeepCluster(PretextTask):
                              f"got {getattr(labels, 'shape', type(labels).__name__)}")
         self.train_images, self.train_labels = images, labels
 
+    def _check_training_images(self, what: str):
+        if self.train_images is None:
+            raise RuntimeError(f"DeepCluster {what} the training images, but has none: build it with "
+                               "DeepCluster.for_data(backbone, data) or call set_training_data(images)")
+
     @torch.no_grad()
     def recluster(self, generator: torch.Generator, epoch: int | None = None) -> dict:
-        """Cluster the features of every training image; new pseudo labels, class weights and head.
-
-        Returns (and appends to ``cluster_history``) the clustering's statistics, ``epoch`` among them.
+        """Cluster the features of every training image; the clusters become the pseudo labels
+        (``set_pseudo_labels``). Returns (and appends to ``cluster_history``) the clustering's statistics.
         """
-        if self.train_images is None:
-            raise RuntimeError("DeepCluster clusters the training images, but has none: build it with "
-                               "DeepCluster.for_data(backbone, data) or call set_training_data(images)")
+        self._check_training_images("clusters")
         device = self.pseudo_labels.device
         # The trainer's bf16 autocast would round k-means' distances: the clustering runs in float32.
         with torch.autocast(device.type, enabled=False):
             features = extract_features(self.backbone, self.train_images, device).to(device)   # (N, D)
             result = cluster_pseudo_labels(features, self.n_clusters, generator, self.pca_dim,
                                            self.kmeans_iterations, self.reseed_empty)
-        labels = result.assignments
+        return self.set_pseudo_labels(result.assignments, generator, epoch,
+                                      inertia=result.inertia, empty_splits=result.empty_splits)
+
+    @torch.no_grad()
+    def set_pseudo_labels(self, labels: torch.Tensor, generator: torch.Generator, epoch: int | None = None,
+                          **extra_stats) -> dict:
+        """Make ``labels`` (n_train,), cluster numbers in [0, n_clusters), the pseudo labels from now on.
+
+        Sets the class weights (inverse cluster sizes with ``balance``, else 1), re-initialises the
+        head from ``generator`` and appends the labelling's statistics, ``extra_stats`` among them,
+        to ``cluster_history`` (and returns them). ``recluster`` calls it with k-means' clusters; with
+        an ``epoch``, training takes these labels as that epoch's clustering and does not recluster
+        until the next one that ``recluster_every`` names. Called directly, it starts a run from a
+        labelling of one's own (lecture 02 starts from one giant cluster to show what ``balance`` prevents).
+        """
+        check_tensor(labels, "labels", ndim=1)
+        if labels.is_floating_point() or labels.dtype == torch.bool or len(labels) != self.n_train:
+            raise ValueError(f"labels must hold {self.n_train} integer cluster numbers, "
+                             f"got dtype {labels.dtype} and shape {tuple(labels.shape)}")
+        if labels.min() < 0 or labels.max() >= self.n_clusters:
+            raise ValueError(f"labels must lie in [0, {self.n_clusters}), got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        labels = labels.to(self.pseudo_labels.device, torch.long)
         sizes = torch.bincount(labels, minlength=self.n_clusters).float()
         shares = sizes[sizes > 0] / len(labels)
-        stats = {"epoch": epoch, "inertia": result.inertia, "empty_splits": result.empty_splits,
+        stats = {"epoch": epoch, "inertia": None, "empty_splits": None, **extra_stats,
                  "nonempty": int((sizes > 0).sum()), "largest": float(shares.max()),
                  "effective_clusters": float((-(shares * shares.log()).sum()).exp()),
                  "nmi_previous": (normalized_mutual_information(labels, self.pseudo_labels)
@@ -194,15 +223,27 @@ class DeepCluster(PretextTask):
         # In place: the trainer's optimiser holds these parameters.
         self.head.weight.copy_(0.01 * torch.randn(self.head.weight.shape, generator=generator))
         self.head.bias.zero_()
+        if epoch is not None:
+            self.clustered_epoch = epoch
         self.cluster_history.append(stats)
         return stats
+
+    @torch.no_grad()
+    def predicted_clusters(self) -> torch.Tensor:
+        """(n_train,) the cluster the network predicts for each training image, unaugmented, in eval mode.
+
+        Sec. 3.3's trivial parametrization shows here: trained without ``balance`` on a labelling
+        where one cluster holds most images, the network predicts that cluster for (nearly) all.
+        """
+        self._check_training_images("predicts clusters for")
+        device = self.pseudo_labels.device
+        return extract_features(self, self.train_images, device, forward=self.predict).argmax(1)   # (n_train,)
 
     def training_step(self, images, generator, index):
         steps_per_epoch = max(1, self.n_train // len(images))   # the trainer drops the ragged last batch
         epoch = self.steps_done // steps_per_epoch
         if self.clustered_epoch < 0 or (epoch != self.clustered_epoch and epoch % self.recluster_every == 0):
             self.recluster(generator, epoch)
-            self.clustered_epoch = epoch
         inputs, targets = self.make_pseudo_labels(images, generator, index)
         return self.loss(self.predict(inputs), targets)
 
