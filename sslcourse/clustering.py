@@ -201,8 +201,9 @@ def pca_whiten(features: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Ten
     return centred @ whitening
 
 
-def contingency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N,), (N,) integer labels -> (max a + 1, max b + 1) counts of each pair (a_i, b_i)."""
+def contingency(a: torch.Tensor, b: torch.Tensor, shape: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """(N,), (N,) integer labels -> (max a + 1, max b + 1) counts of each pair (a_i, b_i), with at least
+    ``shape`` rows and columns (a confusion matrix keeps a row and a column for every class)."""
     for v, name in ((a, "a"), (b, "b")):
         check_tensor(v, name, ndim=1)
         if v.is_floating_point() or v.dtype == torch.bool:
@@ -211,7 +212,7 @@ def contingency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"{name} must hold labels >= 0, got {int(v.min())}")
     if len(a) != len(b) or len(a) == 0:
         raise ValueError(f"a and b must label the same non-empty set of points, got {len(a)} and {len(b)} labels")
-    rows, cols = int(a.max()) + 1, int(b.max()) + 1
+    rows, cols = max(int(a.max()) + 1, shape[0]), max(int(b.max()) + 1, shape[1])
     return torch.bincount(a.long() * cols + b.long(), minlength=rows * cols).reshape(rows, cols)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from .analysis import intra_inter_distances
+from .clustering import contingency
 
 
 def to_display(images) -> np.ndarray:
@@ -261,7 +262,7 @@ def plot_confusion(labels, predictions, classes, ax=None, title: str | None = No
                          f"{len(labels)} and {len(predictions)}")
     if min(labels.min(), predictions.min()) < 0 or max(labels.max(), predictions.max()) >= k:
         raise ValueError(f"labels and predictions must lie in [0, {k}), one per class of {list(classes)}")
-    counts = torch.bincount(labels * k + predictions, minlength=k * k).view(k, k).double()   # (true, predicted)
+    counts = contingency(labels, predictions, shape=(k, k)).double()                        # (true, predicted)
     matrix = (counts / counts.sum(dim=1, keepdim=True).clamp_min(1)).numpy()
     fig, ax = plt.subplots(figsize=(0.5 * k + 2.2, 0.5 * k + 1.4)) if ax is None else (ax.figure, ax)
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)

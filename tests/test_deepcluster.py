@@ -11,7 +11,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from threadpoolctl import threadpool_limits
 
 import sslcourse.clustering as clustering
-from sslcourse.clustering import (cluster_purity, kmeans, kmeans_plus_plus, nearest_centroids,
+from sslcourse.clustering import (cluster_purity, contingency, kmeans, kmeans_plus_plus, nearest_centroids,
                                   normalized_mutual_information, pca_whiten, split_empty_clusters)
 from sslcourse.data import ImageDataset
 from sslcourse.data.world import load_world
@@ -209,6 +209,16 @@ def test_nmi_and_purity():
         normalized_mutual_information(torch.zeros(3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="the same non-empty set of points, got 3 and 2"):
         cluster_purity(torch.zeros(3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+
+
+def test_contingency_counts_every_pair_and_keeps_empty_rows_and_columns_up_to_its_shape():
+    a, b = torch.tensor([0, 0, 2, 1, 2]), torch.tensor([1, 1, 0, 1, 3])
+    expected = torch.zeros(3, 4, dtype=torch.long)
+    for i, j in zip(a.tolist(), b.tolist()):
+        expected[i, j] += 1
+    assert torch.equal(contingency(a, b), expected)
+    padded = contingency(a, b, shape=(5, 4))                   # classes 3 and 4 of `a` never occur
+    assert padded.shape == (5, 4) and torch.equal(padded[:3], expected) and padded[3:].sum() == 0
 
 
 def test_pca_whitening_matches_sklearn_up_to_sign():
