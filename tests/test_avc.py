@@ -10,7 +10,7 @@ from sslcourse.data.world import load_world
 from sslcourse.experiments import pretrain
 from sslcourse.losses import correspondence_loss
 from sslcourse.methods import AVC, METHODS
-from sslcourse.methods.avc import correspondence_accuracy, localisation_map
+from sslcourse.methods.avc import correspondence_accuracy, localisation_map, peak_on_object
 from sslcourse.models import build_backbone
 from sslcourse.transforms import to_float
 
@@ -166,6 +166,18 @@ def test_correspondence_on_held_out_scenes_is_well_above_chance(tmp_path):
 
 
 @pytest.mark.slow
+def test_peak_on_object_scores_the_peak_cell_against_a_random_cell():
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, :4, :4] = True                                          # map 0: the object fills cell (0, 0)
+    masks[1, 4:, 5:] = True                                          # map 1: 3/4 of cell (1, 1), no other cell
+    maps = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])   # both peak at cell (0, 0)
+    assert peak_on_object(maps, masks) == (0.5, 0.25)               # map 0 hits, map 1 misses; 2 of 8 cells
+    with pytest.raises(ValueError, match="multiples of the map's 2 x 2"):
+        peak_on_object(maps, masks[:, :7, :7])
+    with pytest.raises(ValueError, match="one per map"):
+        peak_on_object(maps, masks[:1])
+
+
 def test_localisation_map_peaks_on_the_sounding_object_more_often_than_a_random_cell(tmp_path):
     # AVOL-style training (fusion="similarity") at 64 px, where the convnet's last map is 4 x 4 (at 32 px
     # it is 2 x 2 and the peak stays at chance). 640 scenes, 6 epochs at batch 32 (1 thread, ~15-18 s on a
@@ -175,8 +187,5 @@ def test_localisation_map_peaks_on_the_sounding_object_more_often_than_a_random_
     method, _ = pretrain("avc", data, epochs=6, batch_size=32, seed=0, fusion="similarity")
     maps = localisation_map(method, data.test_images, world_sounds(data, "test", seed=0))         # (N, 4, 4)
     assert maps.shape == (200, 4, 4)
-    on_object = torch.from_numpy(data.extras["test"]["mask"] == 0).float()[:, None]              # (N, 1, 64, 64)
-    covered = torch.nn.functional.avg_pool2d(on_object, 16)[:, 0].flatten(1) >= 0.5              # (N, 16) cells
-    hit = covered[torch.arange(200), maps.flatten(1).argmax(dim=1)].float().mean().item()
-    chance = covered.float().mean().item()
+    hit, chance = peak_on_object(maps, torch.from_numpy(data.extras["test"]["mask"] == 0))      # (N, 64, 64) masks
     assert hit > chance + 0.12, f"the map peaks on the object in {hit:.3f} of the images, a random cell in {chance:.3f}"

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sslcourse.cli import main
-from sslcourse.data.motion import (changed_region, dilate, erode, fill_holes, frame_difference, mask_iou,
-                                   motion_mask, motion_masks)
+from sslcourse.data.motion import (changed_region, dilate, erode, fill_holes, frame_blind_iou, frame_difference,
+                                   mask_iou, motion_mask, motion_masks)
 from sslcourse.data.video import load_videos
 from sslcourse.losses import pair_correspondence_loss
 from sslcourse.losses.pair_correspondence import derangement
@@ -67,12 +67,21 @@ def centre_disk(size, radius):
     return (rows - (size - 1) / 2) ** 2 + (cols - (size - 1) / 2) ** 2 <= radius ** 2
 
 
-def best_trivial_iou(true):
-    """The best of the masks that ignore the frame: all foreground, or a centred disk of any radius."""
-    flat = true.flatten(0, -3)
-    size = flat.shape[-1]
-    candidates = [torch.ones(size, size, dtype=torch.bool)] + [centre_disk(size, r) for r in range(1, size)]
-    return max(mask_iou(c.expand_as(flat), flat).mean().item() for c in candidates)
+def test_frame_blind_iou_is_the_best_of_all_foreground_and_every_centred_disk():
+    true = torch.rand(3, 2, 9, 9, generator=gen(2)) < 0.3
+    true[0, 0] = centre_disk(9, 3)                                   # one frame is exactly a disk
+    candidates = [torch.ones(9, 9, dtype=torch.bool)] + [centre_disk(9, r) for r in range(1, 9)]
+    scores = []
+    for candidate in candidates:                                     # the mean over frames of each one's IoU
+        ious = []
+        for mask in true.flatten(0, 1):
+            union = (candidate | mask).sum().item()
+            ious.append((candidate & mask).sum().item() / union if union else 1.0)
+        scores.append(sum(ious) / len(ious))
+    assert frame_blind_iou(true) == pytest.approx(max(scores))
+    assert frame_blind_iou(centre_disk(9, 3).expand(4, 9, 9)) == 1.0
+    with pytest.raises(ValueError, match=r"true must be bool masks \(..., H, W\), got torch.float32"):
+        frame_blind_iou(true.float())
 
 
 # ---------------------------------------------------------------- morphology
@@ -133,7 +142,7 @@ def test_motion_masks_on_the_worlds_videos_beat_every_mask_that_ignores_the_fram
     found = motion_masks(small_videos.test_videos)                  # (N, 6, 16, 16)
     true = true_masks(small_videos, "test", slice(1, -1))
     iou = mask_iou(found.flatten(0, 1), true.flatten(0, 1)).mean().item()
-    trivial = best_trivial_iou(true)
+    trivial = frame_blind_iou(true)
     assert iou > trivial + 0.15 and iou > 0.55, f"motion masks IoU {iou:.3f}, best trivial mask {trivial:.3f}"
     assert torch.equal(found, motion_masks(small_videos.test_videos))          # deterministic
 
@@ -383,7 +392,7 @@ def test_the_segmenter_draws_the_true_objects_from_one_frame_and_its_features_be
     baseline = with_data_statistics(method.backbone, videos_16px.train_images)
     train(method, videos_16px, epochs=5, seed=0, knn_every=0, progress=False)
     iou = segmentation_iou(method, videos_16px.test_videos, videos_16px.extras["test"]["masks"])
-    trivial = best_trivial_iou(true_masks(videos_16px, "test"))
+    trivial = frame_blind_iou(true_masks(videos_16px, "test"))
     assert iou > trivial + 0.1, f"IoU with the true masks {iou:.3f}, best mask that ignores the frame {trivial:.3f}"
     before, after = class_probe(baseline, videos_16px), class_probe(method.backbone, videos_16px)
     assert after > before + 0.04, f"linear probe {before:.3f} at random init, {after:.3f} after segmentation"

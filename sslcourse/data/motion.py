@@ -151,3 +151,22 @@ def mask_iou(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     union = (predicted | true).flatten(1).sum(1).float()
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
 
+
+
+def frame_blind_iou(true: torch.Tensor) -> float:
+    """(..., H, W) bool object masks -> the best mean IoU of a mask that ignores the frame.
+
+    The candidates are the all-foreground mask and a centred disk of every radius from 1 to H - 1:
+    what a segmenter scores by drawing the same blob on every frame. A segmenter, or an annotator,
+    reads the image only where it beats this.
+    """
+    check_tensor(true, "true")
+    if true.dim() < 3 or true.dtype != torch.bool:
+        raise ValueError(f"true must be bool masks (..., H, W), got {true.dtype} {tuple(true.shape)}")
+    flat = true.flatten(0, -3)                                                # (N, H, W)
+    height, width = flat.shape[-2:]
+    rows = torch.arange(height, device=true.device)[:, None] - (height - 1) / 2
+    cols = torch.arange(width, device=true.device)[None, :] - (width - 1) / 2
+    distance = (rows ** 2 + cols ** 2).sqrt()                                 # (H, W) from the centre
+    candidates = [torch.ones_like(distance, dtype=torch.bool)] + [distance <= r for r in range(1, height)]
+    return max(mask_iou(c.expand_as(flat), flat).mean().item() for c in candidates)

@@ -198,3 +198,22 @@ def localisation_map(method: AVC, images: torch.Tensor, waves: torch.Tensor) -> 
         grid = F.normalize(method.image_grid(to_float(images.to(device))), dim=-1)     # (N, h, w, D)
         audio = F.normalize(method.encode_audio(waves.to(device)), dim=-1)            # (N, D)
     return torch.einsum("nhwd,nd->nhw", grid, audio).cpu()
+
+
+def peak_on_object(maps: torch.Tensor, object_masks) -> tuple[float, float]:
+    """(N, h, w) localisation maps, (N, H, W) bool object masks -> (the fraction of maps whose peak cell is
+    at least half object, the same fraction for a random cell: the chance level).
+
+    A map's cell covers an (H/h) x (W/w) block of pixels.
+    """
+    check_tensor(maps, "maps", ndim=3)
+    object_masks = torch.as_tensor(object_masks)
+    check_tensor(object_masks, "object_masks", ndim=3)
+    (n, h, w), (height, width) = maps.shape, object_masks.shape[-2:]
+    if object_masks.dtype != torch.bool or len(object_masks) != n or height % h or width % w:
+        raise ValueError(f"object_masks must be bool (N, H, W) masks, one per map, with H and W multiples of the "
+                         f"map's {h} x {w}; got {object_masks.dtype} {tuple(object_masks.shape)} for maps "
+                         f"{tuple(maps.shape)}")
+    covered = F.avg_pool2d(object_masks.float()[:, None], (height // h, width // w))[:, 0].flatten(1) >= 0.5   # (N, h*w)
+    peak = covered[torch.arange(n), maps.flatten(1).argmax(dim=1)]
+    return peak.float().mean().item(), covered.float().mean().item()
