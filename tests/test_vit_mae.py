@@ -301,6 +301,43 @@ def test_simmim_replaces_masked_patches_by_the_mask_token_inside_the_encoder():
         assert not torch.allclose(method.predict(x, mask), predictions)
 
 
+def test_vit_encode_masked_is_the_plain_encoder_where_nothing_is_masked_and_checks_the_mask():
+    vit = ViT().eval()
+    x, token = to_float(uint8_images(2)), torch.randn(1, 1, 128, generator=generator())
+    with torch.no_grad():
+        plain = vit.encode(vit.tokens(x) + vit.positions(32, 32))
+        torch.testing.assert_close(vit.encode_masked(x, torch.zeros(2, 64, dtype=torch.bool), token), plain,
+                                   rtol=0, atol=0)
+        assert not torch.allclose(vit.encode_masked(x, torch.ones(2, 64, dtype=torch.bool), token), plain)
+    for bad, got in [(torch.zeros(2, 64), "torch.float32 of shape \\(2, 64\\)"),
+                     (torch.zeros(2, 16, dtype=torch.bool), "torch.bool of shape \\(2, 16\\)"), ([0] * 64, "list")]:
+        with pytest.raises(ValueError, match=f"mask must be a bool tensor of shape \\(2, 64\\) \\(images, patches\\), got {got}"):
+            vit.encode_masked(x, bad, token)
+
+
+def test_mae_with_encoder_mask_tokens_encodes_mask_tokens_and_is_off_by_default():
+    """MAE's ablation (Table 1c): the masked patches enter the encoder as its own learned token."""
+    x = to_float(uint8_images(4))
+    default, ablation = build("mae"), build("mae", encoder_mask_tokens=True)
+    assert not hasattr(default, "encoder_mask_token") and default.hparams()["encoder_mask_tokens"] is False
+    assert ablation.hparams()["encoder_mask_tokens"] is True
+    # Off by default, and the option draws nothing then: the default run is unchanged.
+    torch.testing.assert_close(build("mae", encoder_mask_tokens=False).state_dict(), default.state_dict())
+    ablation.eval()
+    with torch.no_grad():
+        predictions, mask = ablation.forward_masked(x, generator(3))
+        assert predictions.shape == (4, 64, 48) and mask.sum(dim=1).eq(48).all()
+        # The masked pixels never reach the model; the encoder's mask token does, the decoder's is unused.
+        torch.testing.assert_close(ablation.forward_masked(perturb_patches(x, mask, 4), generator(3))[0], predictions)
+        ablation.mask_token.add_(1.0)
+        torch.testing.assert_close(ablation.forward_masked(x, generator(3))[0], predictions)
+        ablation.encoder_mask_token.add_(1.0)
+        assert not torch.allclose(ablation.forward_masked(x, generator(3))[0], predictions)
+    ablation.train()
+    ablation.training_step(uint8_images(), generator()).backward()
+    assert ablation.encoder_mask_token.grad.abs().sum() > 0
+
+
 def test_simmim_block_masks_cover_whole_blocks_at_the_exact_ratio():
     mask = block_masking(16, 8, 2, 0.6, generator()).view(16, 8, 8)
     blocks = mask.view(16, 4, 2, 4, 2)
@@ -331,7 +368,7 @@ def test_same_seed_same_loss_other_seed_other_loss(name):
 
 @pytest.mark.parametrize("name,hparams", [
     ("mae", {"image_size": 16, "mask_ratio": 0.6, "decoder_width": 32, "decoder_depth": 1, "decoder_heads": 2,
-             "norm_pix_loss": False}),
+             "norm_pix_loss": False, "encoder_mask_tokens": True}),
     ("simmim", {"image_size": 16, "mask_ratio": 0.5, "mask_patch_size": 4}),
 ])
 def test_hparams_rebuild_the_same_method(name, hparams):
@@ -468,7 +505,11 @@ def test_the_baseline_predicts_the_mean_of_the_visible_patches():
 # Measured: MAE 8 epochs, masked-patch loss 0.74 against the baseline's 0.90 (12 s on a quiet
 # 2-core machine); SimMIM 6 epochs, 0.208 against 0.243 (10 s). Within such budgets neither
 # beats random init in a linear probe or kNN (MAE: 0.174 -> 0.152 in a linear probe; it takes
-# about ten times the steps, see the MAE docstring), so no probe is asserted here.
+# about ten times the steps, see the MAE docstring), so no probe is asserted here. MAE's probe is
+# asserted below, after longer training; SimMIM's is not, because at 1,250 steps it still matches
+# random init in kNN, linear probe and fine-tuning. One measured reason: mask tokens inside the
+# encoder, which cost MAE most of its gain when moved there (the SimMIM docstring,
+# benchmarks/masked_probe_ablation.py).
 
 
 @pytest.mark.slow
@@ -486,8 +527,9 @@ def test_masked_modelling_reconstructs_masked_patches_better_than_the_visible_me
 
 # The probe needs more steps than the reconstruction: MAE's features first lose what the random
 # network's had (250 steps: linear probe 0.174 -> 0.152), then gain. Lecture 08 measured, on the
-# same data, 1,250 steps at batch 32: kNN 0.104 -> 0.167 at 55% masked (0.136 at 75%), and 2,500
-# steps at 75%: kNN 0.173, linear probe 0.202 -> 0.246. This test is the 55% run, about a minute.
+# same data, 1,250 steps at batch 32: kNN 0.104 -> 0.176 at 55% masked (0.133 at 75%; 0.135 at 55%
+# with the mask tokens in the encoder), and 2,500 steps at 75%: kNN 0.165, linear probe 0.201 -> 0.248.
+# This test is the 55% run, about a minute.
 
 @pytest.mark.slow
 def test_mae_features_beat_random_init_in_knn(tmp_path):

@@ -65,13 +65,20 @@ class MAE(Method):
                 "warmup_epochs": 3}
 
     def __init__(self, backbone, image_size: int = 32, mask_ratio: float = 0.75, decoder_width: int = 64,
-                 decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True):
-        """``backbone`` must be a :class:`sslcourse.models.ViT` whose patch size divides ``image_size``."""
+                 decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True,
+                 encoder_mask_tokens: bool = False):
+        """``backbone`` must be a :class:`sslcourse.models.ViT` whose patch size divides ``image_size``.
+
+        ``encoder_mask_tokens=True`` is the paper's ablation (Table 1c) and SimMIM's choice: every
+        patch enters the encoder, the masked ones as a learned token, and the decoder reads all L
+        encoded tokens. It costs a full pass; fine-tuning is unchanged, but the frozen features lose
+        most of what MAE gains over random init (``benchmarks/masked_probe_ablation.py``)."""
         super().__init__(backbone)
         self.grid = vit_grid(backbone, image_size, self.name)
         self.image_size, self.patch_size = image_size, backbone.patch_size
         kept_count(self.grid ** 2, mask_ratio)                               # validates the ratio early
         self.mask_ratio, self.norm_pix_loss = mask_ratio, bool(norm_pix_loss)
+        self.encoder_mask_tokens = bool(encoder_mask_tokens)
         self.decoder_width = check_dim(decoder_width, "decoder_width")
         self.decoder_depth = check_dim(decoder_depth, "decoder_depth")
         self.decoder_heads = check_dim(decoder_heads, "decoder_heads")
@@ -84,6 +91,9 @@ class MAE(Method):
         init_transformer(self.decoder_embed)
         init_transformer(self.decoder_pred)
         nn.init.normal_(self.mask_token, std=0.02)
+        if self.encoder_mask_tokens:                                         # only then: the default draws as before
+            self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, backbone.width))
+            nn.init.normal_(self.encoder_mask_token, std=0.02)
         self.augment = recipe("mae", image_size)[0]
 
     def encode_visible(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -105,6 +115,10 @@ class MAE(Method):
     def forward_masked(self, x: torch.Tensor, generator: torch.Generator):
         """Normalised images -> (predictions (N, L, p*p*C), mask (N, L)) for one random masking."""
         keep, mask, restore = random_masking(len(x), self.grid ** 2, self.mask_ratio, generator, x.device)
+        if self.encoder_mask_tokens:
+            latent = self.backbone.encode_masked(x, mask, self.encoder_mask_token)      # (N, L, D), image order
+            in_order = torch.arange(mask.shape[1], device=x.device).expand_as(mask)      # nothing to restore
+            return self.decode(latent, in_order), mask
         return self.decode(self.encode_visible(x, keep), restore), mask
 
     def training_step(self, images, generator, **extras):
@@ -150,4 +164,4 @@ class MAE(Method):
     def hparams(self):
         return {"image_size": self.image_size, "mask_ratio": self.mask_ratio, "decoder_width": self.decoder_width,
                 "decoder_depth": self.decoder_depth, "decoder_heads": self.decoder_heads,
-                "norm_pix_loss": self.norm_pix_loss}
+                "norm_pix_loss": self.norm_pix_loss, "encoder_mask_tokens": self.encoder_mask_tokens}

@@ -147,6 +147,17 @@ class ViT(nn.Module):
             tokens = block(tokens, attn_mask, is_causal)
         return self.norm(tokens)
 
+    def encode_masked(self, images: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images, (N, L) bool mask (True = masked), (1, 1, width) token -> (N, L, width):
+        every patch is encoded, the masked ones replaced by ``mask_token`` before positions are added,
+        so a mask token still knows where it stands (SimMIM; MAE's encoder ablation)."""
+        tokens = self.tokens(images)                                                 # (N, L, D), no positions yet
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != tokens.shape[:2]:
+            got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(tokens.shape[:2])} (images, patches), got {got}")
+        tokens = torch.where(mask[..., None], mask_token.to(tokens.dtype), tokens)
+        return self.encode(tokens + self.positions(*images.shape[-2:]))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(images) + self.positions(*images.shape[-2:])
         return self.encode(tokens).mean(dim=1)
