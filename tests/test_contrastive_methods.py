@@ -128,6 +128,8 @@ def world_1000(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_it_beats_random_init_on_the_world(name, world_1000, knn_before_after):
-    _, before, after = knn_before_after(build(name), world_1000, epochs=12)   # 180 steps of 64 images
-    # measured (one thread): 0.132 at random init; after, 0.168 (supcon) to 0.192 (hcl)
+    _, before, after = knn_before_after(build(name), world_1000, epochs=16)   # 240 steps of 64 images
+    # Measured (one thread): 0.132 at random init; after, 0.176 (low_dim) to 0.288 (supcon). A seeded
+    # run is repeatable on one CPU but not across CPUs: at 12 epochs an earlier machine gave 0.168 to
+    # 0.192, another (AVX-512) large_margin 0.156 and debiased 0.162, too close to the bar.
     assert after > before + 0.025, f"kNN accuracy {before:.3f} at random init, {after:.3f} after {name}"
