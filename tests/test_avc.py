@@ -165,7 +165,6 @@ def test_correspondence_on_held_out_scenes_is_well_above_chance(tmp_path):
     assert accuracy > 0.62, f"correspondence accuracy {accuracy:.3f} on held-out scenes (chance 0.5)"
 
 
-@pytest.mark.slow
 def test_peak_on_object_scores_the_peak_cell_against_a_random_cell():
     masks = torch.zeros(2, 8, 8, dtype=torch.bool)
     masks[0, :4, :4] = True                                          # map 0: the object fills cell (0, 0)
@@ -178,6 +177,7 @@ def test_peak_on_object_scores_the_peak_cell_against_a_random_cell():
         peak_on_object(maps, masks[:1])
 
 
+@pytest.mark.slow
 def test_localisation_map_peaks_on_the_sounding_object_more_often_than_a_random_cell(tmp_path):
     # AVOL-style training (fusion="similarity") at 64 px, where the convnet's last map is 4 x 4 (at 32 px
     # it is 2 x 2 and the peak stays at chance). 640 scenes, 6 epochs at batch 32 (1 thread, ~15-18 s on a
