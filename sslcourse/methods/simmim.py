@@ -22,8 +22,9 @@ Augmentation as in the paper: random resized crop of scale (0.67, 1) and a flip.
 Frozen features lag; the paper's measure is fine-tuning. On the world SimMIM's reconstruction
 beats the visible-mean baseline (tests, lecture 08), but its features do not beat random init.
 Measured by ``benchmarks/masked_probe_ablation.py`` (16 px, 2,000 images, 1,250 steps, 9 min on
-one thread), neither a frozen probe nor fine-tuning rises above random init: kNN 0.106 against 0.104, linear probe 0.173 against 0.201, fine-tuned 0.223 against 0.219
-(mean of 3 fine-tuning seeds). MAE in the same run: 0.175, 0.229, 0.246. One reason, measured:
+one thread), neither a frozen probe nor fine-tuning rises above random init: kNN 0.106 against
+0.104, linear probe 0.173 against 0.201, fine-tuned 0.223 against 0.219 (mean of 3 fine-tuning
+seeds). MAE in the same run: 0.175, 0.229, 0.246. One reason, measured:
 MAE with SimMIM's mask tokens moved into its encoder (``MAE(encoder_mask_tokens=True)``, MAE's
 Table 1c) keeps its fine-tuning (0.245) but loses most of its frozen gain (kNN 0.135, linear
 0.186). The encoder is trained on inputs that are half mask tokens at 16 px and probed on none.
